@@ -1,0 +1,10 @@
+// pino, structured, one line per event. Components get child loggers bound to their id.
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export function createLogger(level: LogLevel = 'info', destination?: DestinationStream): Logger {
+  return pino({ level, base: { service: 'agentsec' }, timestamp: pino.stdTimeFunctions.isoTime }, destination ?? pino.destination({ fd: 1, sync: false }));
+}
+
+export type { Logger };
