@@ -84,14 +84,23 @@ export function jsonKeyValues(attrs: readonly KeyValue[]): Json[] {
 }
 
 export function jsonAnyValue(v: AnyValue): Json {
-  if (v.stringValue != null) return { stringValue: v.stringValue };
-  if (v.boolValue != null) return { boolValue: v.boolValue };
-  if (v.intValue != null) return { intValue: int64String(v.intValue) };
-  if (v.doubleValue != null) return { doubleValue: Number.isFinite(v.doubleValue) ? v.doubleValue : String(v.doubleValue) };
-  if (v.bytesValue != null) return { bytesValue: Buffer.from(v.bytesValue).toString('base64') };
-  if (v.arrayValue != null) return { arrayValue: { values: (v.arrayValue.values ?? []).map(jsonAnyValue) } };
-  if (v.kvlistValue != null) return { kvlistValue: { values: jsonKeyValues(v.kvlistValue.values ?? []) } };
+  if (isSet(v, 'stringValue')) return { stringValue: v.stringValue };
+  if (isSet(v, 'boolValue')) return { boolValue: v.boolValue };
+  if (isSet(v, 'intValue')) return { intValue: int64String(v.intValue) };
+  if (isSet(v, 'doubleValue')) return { doubleValue: Number.isFinite(v.doubleValue) ? v.doubleValue : String(v.doubleValue) };
+  if (isSet(v, 'bytesValue')) return { bytesValue: Buffer.from(v.bytesValue!).toString('base64') };
+  if (isSet(v, 'arrayValue')) return { arrayValue: { values: (v.arrayValue!.values ?? []).map(jsonAnyValue) } };
+  if (isSet(v, 'kvlistValue')) return { kvlistValue: { values: jsonKeyValues(v.kvlistValue!.values ?? []) } };
   return {};
+}
+
+/**
+ * Whether this AnyValue holds `k`. Own fields only: protobufjs puts the defaults of oneof members
+ * on the message prototype ('' for stringValue, false for boolValue, …), so every decoded value
+ * "has" a stringValue of ''.
+ */
+function isSet(v: AnyValue, k: keyof AnyValue): boolean {
+  return Object.hasOwn(v, k) && v[k] != null;
 }
 
 export function int64String(v: Int64 | null | undefined): string {

@@ -47,7 +47,9 @@ function rpcStatusFields(s: ErrorStatus): Record<string, unknown> {
     const seconds = Math.floor(s.retryAfterMs / 1000);
     const nanos = (s.retryAfterMs % 1000) * 1_000_000;
     details.push({
-      typeUrl: RETRY_INFO_TYPE_URL,
+      // protobufjs serves google/protobuf/any.proto from its bundled copy, whose field keeps its
+      // proto name (keepCase: false does not apply to it): typeUrl would be dropped silently.
+      type_url: RETRY_INFO_TYPE_URL,
       value: RetryInfo.encode({ retryDelay: { seconds: Long.fromNumber(seconds), nanos } } as never).finish(),
     });
   }
@@ -69,9 +71,9 @@ export function encodeRpcStatusJson(s: ErrorStatus): string {
 /** Reads RetryInfo.retry_delay from a google.rpc.Status (gRPC trailer or HTTP body), in ms. */
 export function retryDelayFromRpcStatus(bytes: Uint8Array): number | undefined {
   try {
-    const status = RpcStatus.decode(bytes) as unknown as { details?: { typeUrl: string; value: Uint8Array }[] };
+    const status = RpcStatus.decode(bytes) as unknown as { details?: { type_url: string; value: Uint8Array }[] };
     for (const d of status.details ?? []) {
-      if (d.typeUrl !== RETRY_INFO_TYPE_URL) continue;
+      if (d.type_url !== RETRY_INFO_TYPE_URL) continue;
       const info = RetryInfo.decode(d.value) as unknown as { retryDelay?: { seconds?: Long | number; nanos?: number } };
       const sec = Number(info.retryDelay?.seconds ?? 0);
       return sec * 1000 + Math.round((info.retryDelay?.nanos ?? 0) / 1e6);
