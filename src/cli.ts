@@ -1,0 +1,140 @@
+// agentsec: run | validate | components. Exit codes are part of the interface:
+//   0 ok · 1 unexpected failure · 2 bad usage · 3 config unreadable or invalid · 4 could not start (port in use, TLS files…)
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, errorMessage } from './errors.ts';
+import { components } from './components.ts';
+import { loadConfig, Service } from './service.ts';
+import { StartError } from './pipeline/build.ts';
+
+export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, CONFIG: 3, START: 4 } as const;
+
+const DEFAULT_CONFIG = fileURLToPath(new URL('../config/agentsec.yaml', import.meta.url));
+const FORWARD_CONFIG = fileURLToPath(new URL('../config/agentsec-forward.yaml', import.meta.url));
+
+const USAGE = `agentsec collector — finds the attack chains between AI agents in their OTLP traces
+
+usage:
+  agentsec run [--config FILE | --config env:VAR]   run the collector (default: the embedded config)
+  agentsec validate [--config FILE]                 check a config and exit
+  agentsec components                               list the component types
+  agentsec --help
+
+The embedded default (config/agentsec.yaml) receives OTLP on :4317 (gRPC) and :4318 (HTTP)
+and writes spans to data/spans.jsonl; with AGENTSEC_OTLP_ENDPOINT set it uses
+config/agentsec-forward.yaml and forwards to that endpoint (AGENTSEC_OTLP_PROTOCOL:
+grpc, http/protobuf or http/json).
+
+exit codes: 0 ok, 1 failure, 2 usage, 3 config unreadable or invalid, 4 could not start`;
+
+/** The embedded default: forward when an endpoint is given, else write to data/. */
+export function defaultConfigSource(env: NodeJS.ProcessEnv = process.env): string {
+  return env.AGENTSEC_OTLP_ENDPOINT ? FORWARD_CONFIG : DEFAULT_CONFIG;
+}
+
+function fail(code: number, message: string): number {
+  process.stderr.write(`agentsec: ${message}\n`);
+  return code;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+    });
+  } catch (err) {
+    return fail(EXIT.USAGE, `${errorMessage(err)}\n\n${USAGE}`);
+  }
+  const [command, ...rest] = parsed.positionals;
+  if (parsed.values.help || command === 'help') {
+    process.stdout.write(USAGE + '\n');
+    return EXIT.OK;
+  }
+  if (rest.length > 0) return fail(EXIT.USAGE, `unexpected argument ${JSON.stringify(rest[0])}\n\n${USAGE}`);
+  const source = parsed.values.config ?? defaultConfigSource();
+
+  switch (command) {
+    case 'run':
+      return run(source);
+    case 'validate':
+      try {
+        loadConfig({ source });
+        process.stdout.write(`${source}: valid\n`);
+        return EXIT.OK;
+      } catch (err) {
+        return configFailure(source, err);
+      }
+    case 'components': {
+      const registry = components();
+      for (const kind of ['receiver', 'processor', 'exporter', 'extension'] as const) {
+        process.stdout.write(`${kind}s: ${registry.types(kind).join(', ')}\n`);
+      }
+      return EXIT.OK;
+    }
+    case undefined:
+      return fail(EXIT.USAGE, `a command is required\n\n${USAGE}`);
+    default:
+      return fail(EXIT.USAGE, `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+  }
+}
+
+function configFailure(source: string, err: unknown): number {
+  if (err instanceof ConfigError) return fail(EXIT.CONFIG, `invalid configuration (${source}):\n  ${err.issues.join('\n  ')}`);
+  return fail(EXIT.FAILURE, errorMessage(err));
+}
+
+async function run(source: string): Promise<number> {
+  let config;
+  try {
+    config = loadConfig({ source });
+  } catch (err) {
+    return configFailure(source, err);
+  }
+  let service: Service;
+  try {
+    service = await Service.start({ config });
+  } catch (err) {
+    if (err instanceof StartError) return fail(EXIT.START, `could not start: ${err.message}`);
+    return fail(EXIT.FAILURE, `could not start: ${errorMessage(err)}`);
+  }
+  service.logger.info({ config: source, pid: process.pid }, 'using configuration');
+
+  return new Promise<number>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) {
+        service.logger.warn({ signal }, 'second signal: exiting without finishing the drain');
+        resolve(EXIT.FAILURE);
+        return;
+      }
+      service.logger.info({ signal }, 'signal received');
+      service.shutdown().then(
+        () => resolve(EXIT.OK),
+        (err: unknown) => {
+          service.logger.error({ err: errorMessage(err) }, 'shutdown failed');
+          resolve(EXIT.FAILURE);
+        },
+      );
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('unhandledRejection', (reason) => {
+      // A bug in a background task must not take the collector (and its queued data) down.
+      service.logger.error({ err: errorMessage(reason) }, 'unhandled promise rejection');
+    });
+  });
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(`agentsec: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(EXIT.FAILURE);
+    },
+  );
+}
