@@ -1,0 +1,123 @@
+// The `otlp` exporter: sends spans on to Jaeger, Tempo or another collector over OTLP/gRPC
+// or OTLP/HTTP (protobuf or JSON), through the exporter helper's queue and retries. This
+// file holds the config schema and the factory; the transports live beside it.
+import { z } from 'zod';
+import type { ExporterFactory } from '../component/types.ts';
+import { ConfigError } from '../errors.ts';
+import { duration } from '../config/units.ts';
+import { createExporter, RetryConfig, SendingQueueConfig } from '../pipeline/exporter-helper.ts';
+import { grpcTransport } from './otlp-grpc.ts';
+import { httpTransport } from './otlp-http.ts';
+import { loadTls, type OtlpTarget, type OtlpTransport } from './otlp-transport.ts';
+
+const TlsConfig = z.strictObject({
+  /** Plaintext to a gRPC endpoint given without scheme; otherwise the scheme decides. */
+  insecure: z.boolean().optional(),
+  ca_file: z.string().min(1).optional(),
+  cert_file: z.string().min(1).optional(),
+  key_file: z.string().min(1).optional(),
+  insecure_skip_verify: z.boolean().default(false),
+  server_name_override: z.string().min(1).optional(),
+});
+
+export const OtlpExporterConfig = z
+  .strictObject({
+    /** gRPC: host:port or http(s)://host:port. HTTP: base URL, /v1/traces is appended. */
+    endpoint: z.string().min(1),
+    /** HTTP only: the full traces URL, used as is. */
+    traces_endpoint: z.string().min(1).optional(),
+    protocol: z.enum(['grpc', 'http/protobuf', 'http/json']).default('grpc'),
+    headers: z.record(z.string(), z.string()).default({}),
+    compression: z.enum(['gzip', 'none']).default('gzip'),
+    /** Per attempt. */
+    timeout: duration.prefault('10s'),
+    tls: TlsConfig.optional(),
+    sending_queue: SendingQueueConfig,
+    retry_on_failure: RetryConfig,
+  })
+  .superRefine((cfg, ctx) => {
+    const target = resolveTarget(cfg);
+    if ('problem' in target) ctx.addIssue({ code: 'custom', path: target.path, message: target.problem });
+    if ((cfg.tls?.cert_file === undefined) !== (cfg.tls?.key_file === undefined)) {
+      const missing = cfg.tls?.cert_file === undefined ? 'cert_file' : 'key_file';
+      ctx.addIssue({ code: 'custom', path: ['tls', missing], message: 'client certificate needs both tls::cert_file and tls::key_file' });
+    }
+  });
+
+export type OtlpExporterSettings = z.output<typeof OtlpExporterConfig>;
+
+interface TargetProblem {
+  path: string[];
+  problem: string;
+}
+
+/** Client endpoints need a host, unlike a listener's bare :port. */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/;
+
+/** Where to send and whether over TLS, or what is wrong with the configured endpoint. */
+function resolveTarget(cfg: OtlpExporterSettings): OtlpTarget | TargetProblem {
+  if (cfg.protocol === 'grpc') {
+    if (cfg.traces_endpoint !== undefined) return { path: ['traces_endpoint'], problem: 'applies to the http protocols only' };
+    if (!cfg.endpoint.includes('://')) {
+      if (!HOST_PORT.test(cfg.endpoint)) {
+        return { path: ['endpoint'], problem: `must be host:port or http(s)://host:port for protocol grpc, got ${JSON.stringify(cfg.endpoint)}` };
+      }
+      return { address: cfg.endpoint, secure: cfg.tls?.insecure !== true };
+    }
+    const url = httpUrl(cfg.endpoint);
+    if (!url || (url.pathname !== '/' && url.pathname !== '')) {
+      return { path: ['endpoint'], problem: `must be host:port or http(s)://host:port (no path) for protocol grpc, got ${JSON.stringify(cfg.endpoint)}` };
+    }
+    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
+    return schemeAgreesWithTls(cfg, url) ?? { address: `${url.hostname}:${port}`, secure: url.protocol === 'https:' };
+  }
+  const mustBeUrl = `must be an http:// or https:// URL for protocol ${cfg.protocol}`;
+  const base = httpUrl(cfg.endpoint);
+  if (!base) return { path: ['endpoint'], problem: `${mustBeUrl}, got ${JSON.stringify(cfg.endpoint)}` };
+  const url = cfg.traces_endpoint === undefined ? new URL(`${base.href.replace(/\/+$/, '')}/v1/traces`) : httpUrl(cfg.traces_endpoint);
+  if (!url) return { path: ['traces_endpoint'], problem: `${mustBeUrl}, got ${JSON.stringify(cfg.traces_endpoint)}` };
+  return schemeAgreesWithTls(cfg, url) ?? { address: url.href, secure: url.protocol === 'https:' };
+}
+
+function httpUrl(text: string): URL | undefined {
+  const url = URL.parse(text);
+  return url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' ? url : undefined;
+}
+
+function schemeAgreesWithTls(cfg: OtlpExporterSettings, url: URL): TargetProblem | undefined {
+  const insecure = cfg.tls?.insecure;
+  if (insecure === undefined || insecure === (url.protocol === 'http:')) return undefined;
+  const problem = insecure
+    ? `true contradicts the https:// endpoint; use an http:// endpoint for plaintext`
+    : `false contradicts the http:// endpoint; use an https:// endpoint for TLS`;
+  return { path: ['tls', 'insecure'], problem };
+}
+
+export const otlpExporterFactory: ExporterFactory<typeof OtlpExporterConfig> = {
+  kind: 'exporter',
+  type: 'otlp',
+  stability: 'beta',
+  config: OtlpExporterConfig,
+  create(set, cfg) {
+    const target = resolveTarget(cfg);
+    if ('problem' in target) throw new ConfigError([`exporters::${set.id}::${target.path.join('::')}: ${target.problem}`]);
+    const createTransport = cfg.protocol === 'grpc' ? grpcTransport : httpTransport;
+    let transport: OtlpTransport | undefined;
+    return createExporter(
+      set,
+      {
+        sending_queue: cfg.sending_queue,
+        retry_on_failure: cfg.retry_on_failure,
+        timeout: cfg.timeout,
+        async start() {
+          transport = createTransport(cfg, target, target.secure ? await loadTls(cfg.tls) : { skipVerify: false });
+        },
+        async shutdown() {
+          transport?.close();
+        },
+      },
+      // The helper pushes only once start has resolved, so the transport exists.
+      (batch, signal) => transport!.push(batch, signal),
+    );
+  },
+};
