@@ -1,0 +1,114 @@
+// file: each batch as one OTLP/JSON ExportTraceServiceRequest per line (the collector's
+// file exporter format, which `agentsec analyze` and the OTel tools read back), with
+// size-based rotation so the embedded default never fills the disk. Writes happen in the
+// request path (no queue): a slow or full disk pushes back to clients as a retryable error.
+import { mkdirSync } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { z } from 'zod';
+import type { ExporterFactory, Settings } from '../component/types.ts';
+import { encodeTraceJson } from '../otlp/encode.ts';
+import type { TraceBatch } from '../otlp/types.ts';
+import { createExporter } from '../pipeline/exporter-helper.ts';
+
+export const FileExporterConfig = z.strictObject({
+  path: z.string().min(1),
+  rotation: z
+    .strictObject({
+      /** Rotate when the file passes this size; 0 never rotates. */
+      max_megabytes: z.number().nonnegative().default(100),
+      /** Rotated files kept as path.1 … path.N (newest first). */
+      max_backups: z.number().int().nonnegative().default(3),
+    })
+    .prefault({}),
+});
+export type FileExporterConfig = z.output<typeof FileExporterConfig>;
+
+/** Appends lines to a file, rotating by size; one writer at a time. */
+export class RotatingFile {
+  readonly path: string;
+  readonly #maxBytes: number;
+  readonly #maxBackups: number;
+  #handle: FileHandle | undefined;
+  #size = 0;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  constructor(path: string, maxBytes: number, maxBackups: number) {
+    this.path = path;
+    this.#maxBytes = maxBytes;
+    this.#maxBackups = maxBackups;
+  }
+
+  async open(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    this.#handle = await open(this.path, 'a');
+    this.#size = (await this.#handle.stat()).size;
+  }
+
+  /** Serialized so that rotation never interleaves with a write. */
+  append(text: string): Promise<void> {
+    const run = this.#tail.then(() => this.#write(text));
+    this.#tail = run.catch(() => undefined);
+    return run;
+  }
+
+  async #write(text: string): Promise<void> {
+    if (!this.#handle) throw new Error(`${this.path} is not open`);
+    const bytes = Buffer.byteLength(text);
+    if (this.#maxBytes > 0 && this.#size > 0 && this.#size + bytes > this.#maxBytes) await this.#rotate();
+    await this.#handle.write(text);
+    this.#size += bytes;
+  }
+
+  async #rotate(): Promise<void> {
+    await this.#handle!.close();
+    if (this.#maxBackups === 0) await rm(this.path, { force: true });
+    for (let i = this.#maxBackups; i >= 1; i--) {
+      const from = i === 1 ? this.path : `${this.path}.${i - 1}`;
+      await rename(from, `${this.path}.${i}`).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+    }
+    this.#handle = await open(this.path, 'a');
+    this.#size = 0;
+  }
+
+  async close(): Promise<void> {
+    await this.#tail;
+    await this.#handle?.sync().catch(() => undefined);
+    await this.#handle?.close();
+    this.#handle = undefined;
+  }
+}
+
+const IN_REQUEST_PATH = {
+  sending_queue: { enabled: false, num_consumers: 1, queue_size: 1 },
+  retry_on_failure: { enabled: false, initial_interval: 0, max_interval: 0, max_elapsed_time: 0, multiplier: 1, randomization_factor: 0 },
+  timeout: 30_000,
+};
+
+export function createFileExporter(set: Settings, cfg: FileExporterConfig) {
+  const file = new RotatingFile(cfg.path, cfg.rotation.max_megabytes * 1024 * 1024, cfg.rotation.max_backups);
+  return createExporter(
+    set,
+    {
+      ...IN_REQUEST_PATH,
+      start: async () => {
+        await file.open();
+        set.logger.info({ path: cfg.path }, 'writing spans as OTLP/JSON lines');
+      },
+      shutdown: () => file.close(),
+    },
+    async (batch: TraceBatch) => file.append(encodeTraceJson(batch.resourceSpans) + '\n'),
+  );
+}
+
+export const fileExporterFactory: ExporterFactory<typeof FileExporterConfig> = {
+  kind: 'exporter',
+  type: 'file',
+  stability: 'beta',
+  config: FileExporterConfig,
+  create: createFileExporter,
+};
+
+export { IN_REQUEST_PATH };
