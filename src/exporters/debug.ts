@@ -3,8 +3,7 @@
 import { z } from 'zod';
 import type { ExporterFactory } from '../component/types.ts';
 import type { TraceBatch } from '../otlp/types.ts';
-import { createExporter } from '../pipeline/exporter-helper.ts';
-import { IN_REQUEST_PATH } from './file.ts';
+import { createExporter, IN_REQUEST_PATH } from '../pipeline/exporter-helper.ts';
 
 export const DebugExporterConfig = z.strictObject({
   /** Log level of the summary line. */

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { ExporterFactory, Settings } from '../component/types.ts';
 import { encodeTraceJson } from '../otlp/encode.ts';
 import type { TraceBatch } from '../otlp/types.ts';
-import { createExporter } from '../pipeline/exporter-helper.ts';
+import { createExporter, IN_REQUEST_PATH } from '../pipeline/exporter-helper.ts';
 
 export const FileExporterConfig = z.strictObject({
   path: z.string().min(1),
@@ -81,12 +81,6 @@ export class RotatingFile {
   }
 }
 
-const IN_REQUEST_PATH = {
-  sending_queue: { enabled: false, num_consumers: 1, queue_size: 1 },
-  retry_on_failure: { enabled: false, initial_interval: 0, max_interval: 0, max_elapsed_time: 0, multiplier: 1, randomization_factor: 0 },
-  timeout: 30_000,
-};
-
 export function createFileExporter(set: Settings, cfg: FileExporterConfig) {
   const file = new RotatingFile(cfg.path, cfg.rotation.max_megabytes * 1024 * 1024, cfg.rotation.max_backups);
   return createExporter(
@@ -110,5 +104,3 @@ export const fileExporterFactory: ExporterFactory<typeof FileExporterConfig> = {
   config: FileExporterConfig,
   create: createFileExporter,
 };
-
-export { IN_REQUEST_PATH };

@@ -37,6 +37,16 @@ export const RetryConfig = z
 export type SendingQueueSettings = z.output<typeof SendingQueueConfig>;
 export type RetrySettings = z.output<typeof RetryConfig>;
 
+/**
+ * For exporters whose push is quick and local (file, debug): no queue and no retry, so the
+ * push runs in the request path and a failure goes straight back to the client as retryable.
+ */
+export const IN_REQUEST_PATH: Pick<ExporterHelperOptions, 'sending_queue' | 'retry_on_failure' | 'timeout'> = {
+  sending_queue: { enabled: false, num_consumers: 1, queue_size: 1 },
+  retry_on_failure: { enabled: false, initial_interval: 0, max_interval: 0, max_elapsed_time: 0, multiplier: 1, randomization_factor: 0 },
+  timeout: 30_000,
+};
+
 /** Partial success reported by the downstream: these spans were refused, the rest accepted. */
 export interface PushResult {
   rejectedSpans?: number;

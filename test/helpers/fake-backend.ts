@@ -33,6 +33,9 @@ export interface ReceivedRequest {
   headers: Record<string, string | string[] | undefined>;
   /** Content-Encoding gzip (HTTP) or a gzip-compressed gRPC message. */
   compressed: boolean;
+  /** The payload as it arrived, decompressed: protobuf bytes, or OTLP/JSON text when `json`. */
+  body: Buffer;
+  json: boolean;
   spans: Span[];
   answer: Outcome;
 }
@@ -158,7 +161,7 @@ export class FakeBackend {
     const raw = compressed ? gunzipSync(body) : body;
     const spans = spansOf(json ? decodeTraceJson(raw) : decodeTraceProtobuf(raw));
     const answer = this.#nextAnswer();
-    this.requests.push({ transport: 'http', at: Date.now(), path: req.url ?? '', headers: req.headers, compressed, spans, answer });
+    this.requests.push({ transport: 'http', at: Date.now(), path: req.url ?? '', headers: req.headers, compressed, body: raw, json, spans, answer });
     res.setHeader('content-type', json ? 'application/json' : 'application/x-protobuf');
     if (answer.kind === 'success') {
       res.end(json ? JSON.stringify(responseFields(answer)) : encodeResponse(answer));
@@ -176,9 +179,10 @@ export class FakeBackend {
     const compressed = body[0] === 1;
     const message = body.subarray(5, 5 + body.readUInt32BE(1));
     if (compressed && headers['grpc-encoding'] !== 'gzip') throw new Error(`fake backend: compressed message with grpc-encoding ${headers['grpc-encoding']}`);
-    const spans = spansOf(decodeTraceProtobuf(compressed ? gunzipSync(message) : message));
+    const raw = compressed ? gunzipSync(message) : message;
+    const spans = spansOf(decodeTraceProtobuf(raw));
     const answer = this.#nextAnswer();
-    this.requests.push({ transport: 'grpc', at: Date.now(), path: headers[':path'] ?? '', headers, compressed, spans, answer });
+    this.requests.push({ transport: 'grpc', at: Date.now(), path: headers[':path'] ?? '', headers, compressed, body: raw, json: false, spans, answer });
     if (answer.kind === 'success') {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
