@@ -1,6 +1,6 @@
 // Loads the project's OTLP protos (proto/) with protobufjs reflection once per process.
 // Reflection compiles each message's codec at load time, so it runs as fast as
-// pbjs static code (measured in bench/codec.bench.ts) without a generation step.
+// pbjs static code (measured in bench/codec.ts) without a generation step.
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
 import Long from 'long';

@@ -1,0 +1,119 @@
+// Runs the collector as users do (`node src/cli.ts run --config FILE`), as a child process
+// whose CPU and memory can be measured apart from the bench. Its ports are picked here and
+// passed through the AGENTSEC_*_ENDPOINT variables that the embedded configs honour; it is
+// ready when its admin endpoint's /readyz answers 200. Logs go to a file.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
+const READY_TIMEOUT_MS = 30_000;
+/** The collector drains within service.shutdown_timeout (20 s by default); allow a little more. */
+const EXIT_TIMEOUT_MS = 25_000;
+
+export interface CollectorOptions {
+  /** Config file, relative to the repository or absolute. */
+  config: string;
+  /** More environment, e.g. AGENTSEC_DATA_DIR or AGENTSEC_OTLP_ENDPOINT. */
+  env: Record<string, string>;
+  logPath: string;
+  /** Extra node flags, e.g. --cpu-prof. */
+  nodeFlags?: string[];
+}
+
+export interface CollectorProcess {
+  pid: number;
+  /** host:port of the OTLP receiver, per transport. */
+  endpoints: { http: string; grpc: string };
+  /** http://host:port of the admin extension (/readyz, /metrics). */
+  adminUrl: string;
+  logPath: string;
+  /** True once the process has exited (e.g. crashed during a scenario). */
+  exited(): boolean;
+  /** SIGTERM, then waits for the drain; returns the exit code (null when it had to be killed). */
+  stop(): Promise<number | null>;
+}
+
+export async function startCollector(opts: CollectorOptions): Promise<CollectorProcess> {
+  const [grpcPort, httpPort, adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const endpoints = { grpc: `127.0.0.1:${grpcPort}`, http: `127.0.0.1:${httpPort}` };
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const log = openSync(opts.logPath, 'a');
+  const child = spawn(process.execPath, [...(opts.nodeFlags ?? []), 'src/cli.ts', 'run', '--config', opts.config], {
+    cwd: REPO_DIR,
+    env: {
+      ...process.env,
+      AGENTSEC_GRPC_ENDPOINT: endpoints.grpc,
+      AGENTSEC_HTTP_ENDPOINT: endpoints.http,
+      AGENTSEC_ADMIN_ENDPOINT: `127.0.0.1:${adminPort}`,
+      ...opts.env,
+    },
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  let hasExited = false;
+  void exit.then(() => (hasExited = true));
+
+  try {
+    await waitUntilReady(`${adminUrl}/readyz`, () => hasExited);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw new Error(`${(err as Error).message}; collector log (${opts.logPath}):\n${logTail(opts.logPath)}`);
+  }
+  return {
+    pid: child.pid!,
+    endpoints,
+    adminUrl,
+    logPath: opts.logPath,
+    exited: () => hasExited,
+    stop: () => stopChild(child, exit),
+  };
+}
+
+async function stopChild(child: ChildProcess, exit: Promise<number | null>): Promise<number | null> {
+  child.kill('SIGTERM');
+  const timeout = sleep(EXIT_TIMEOUT_MS, 'timeout' as const);
+  if ((await Promise.race([exit, timeout])) === 'timeout') {
+    child.kill('SIGKILL');
+    await exit;
+    return null;
+  }
+  return exit;
+}
+
+async function waitUntilReady(url: string, exited: () => boolean): Promise<void> {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (exited()) throw new Error('the collector exited before it was ready');
+    const ready = await fetch(url).then(
+      (res) => res.status === 200,
+      () => false,
+    );
+    if (ready) return;
+    await sleep(100);
+  }
+  throw new Error(`the collector was not ready within ${READY_TIMEOUT_MS / 1000} s (${url})`);
+}
+
+/** A port that was free a moment ago (the collector binds it right after). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function logTail(path: string, lines = 20): string {
+  try {
+    return readFileSync(path, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}

@@ -1,0 +1,82 @@
+// The bench's output: aligned text tables on stdout and the same figures as JSON.
+import type { CodecReport } from './codec.ts';
+
+export interface ScenarioResult {
+  transport: 'http' | 'grpc';
+  sink: string;
+  spansPerSecond: number;
+  /** Collector CPU over the measured window, in % of one core (GC threads can take it past 100). */
+  collectorCpuPercent: number;
+  spansPerCore: number;
+  peakRssMiB: number;
+  refusals: number;
+  /** The collector's reasons (queue_full, memory_limit, …), from its metrics. */
+  refusedFor: string[];
+  errors: number;
+  firstError: string | undefined;
+  /** Spans the downstream sink received per second over the window; only for the forwarding sink. */
+  exportedSpansPerSecond: number | undefined;
+  loadCpuPercent: number;
+  /** CPU of the bench process, where the gRPC sink runs; only for the forwarding sink. */
+  sinkCpuPercent: number | undefined;
+  /** CPU used by other processes on the machine during the window: high means noisy figures. */
+  otherCpuPercent: number;
+  collectorExitCode: number | null;
+}
+
+const count = (n: number) => Math.round(n).toLocaleString('en-US');
+const fixed = (n: number, digits = 0) => n.toFixed(digits);
+
+/** Left-aligns text columns and right-aligns numeric ones (those whose cells all start with a digit). */
+export function formatTable(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)));
+  const numeric = headers.map((_, c) => rows.length > 0 && rows.every((r) => /^[\d—-]/.test(r[c]!)));
+  const line = (cells: string[]) => cells.map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  ').trimEnd();
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+export function scenarioTable(results: readonly ScenarioResult[]): string {
+  return formatTable(
+    ['transport', 'sink', 'acked spans/s', 'collector CPU%', 'spans/s per core', 'peak RSS MiB', 'refusals', 'errors', 'exported spans/s', 'load CPU%', 'sink CPU%', 'other CPU%'],
+    results.map((r) => [
+      r.transport,
+      r.sink,
+      count(r.spansPerSecond),
+      fixed(r.collectorCpuPercent),
+      count(r.spansPerCore),
+      fixed(r.peakRssMiB),
+      r.refusedFor.length > 0 ? `${count(r.refusals)} (${r.refusedFor.join(', ')})` : count(r.refusals),
+      count(r.errors),
+      r.exportedSpansPerSecond === undefined ? '—' : count(r.exportedSpansPerSecond),
+      fixed(r.loadCpuPercent),
+      r.sinkCpuPercent === undefined ? '—' : fixed(r.sinkCpuPercent),
+      fixed(r.otherCpuPercent),
+    ]),
+  );
+}
+
+export function codecTable(codec: CodecReport): string {
+  const table = formatTable(
+    ['operation (one core, in-process)', 'implementation', 'spans/s'],
+    codec.rows.map((r) => [r.operation, r.implementation, count(r.spansPerSecond)]),
+  );
+  return codec.staticCodeProblem ? `${table}\nstatic code not measured: ${codec.staticCodeProblem}` : table;
+}
+
+/** "static ÷ reflection: decode 0.98×, encode 1.03×", or undefined without static rows. */
+export function staticVersusReflection(codec: CodecReport): string | undefined {
+  const speed = (operation: string, implementation: string) =>
+    codec.rows.find((r) => r.operation === operation && r.implementation.startsWith(implementation))?.spansPerSecond;
+  const parts: string[] = [];
+  for (const op of ['decode protobuf', 'encode protobuf']) {
+    const reflection = speed(op, 'protobufjs reflection');
+    const generated = speed(op, 'pbjs static code');
+    if (reflection && generated) parts.push(`${op.split(' ')[0]} ${(generated / reflection).toFixed(2)}×`);
+  }
+  return parts.length > 0 ? `pbjs static code ÷ protobufjs reflection: ${parts.join(', ')}` : undefined;
+}
+
+export function pipelineRatios(results: readonly ScenarioResult[], codec: CodecReport): string {
+  const ratios = results.map((r) => `${r.transport}/${r.sink} ${(r.spansPerCore / codec.decodeValidatedSpansPerSecond).toFixed(2)}`);
+  return `pipeline spans/s per core ÷ decode-only (decodeTraceProtobuf, ${count(codec.decodeValidatedSpansPerSecond)} spans/s): ${ratios.join(' · ')}`;
+}

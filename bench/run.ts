@@ -1,0 +1,233 @@
+// npm run bench: the ingest benchmark. Builds one realistic agent payload, measures the
+// codecs in-process, then for each sink × transport starts a fresh collector child process
+// (so peak RSS is per scenario), drives it from a separate load process and measures the
+// collector's CPU and memory from /proc over the load's measured window.
+//   BENCH_SECONDS (10)      measured seconds per scenario, after a 2 s warm-up
+//   BENCH_CONCURRENCY (8)   requests in flight
+//   BENCH_ONLY              run only scenarios whose "transport/sink" contains this text
+//   BENCH_CPU_PROF          a directory: run the collectors with --cpu-prof into it
+//   BENCH_RESULTS           where to write the JSON figures (default: a file in the OS temp dir)
+import { fork } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { decodeTraceProtobuf } from '../src/otlp/decode.ts';
+import { runCodecBench } from './codec.ts';
+import { logTail, startCollector } from './collector-process.ts';
+import type { LoadMessage, LoadResult } from './load.ts';
+import { buildRequestPool, SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
+import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
+import { codecTable, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
+import { startGrpcSink, type GrpcSink } from './sink.ts';
+
+const SECONDS = envNumber('BENCH_SECONDS', 10);
+const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 8);
+const WARMUP_SECONDS = 2;
+const POOL_SIZE = 64;
+const CODEC_SECONDS = 1;
+const LOAD_EXIT_TIMEOUT_MS = 10_000;
+/** Other processes' CPU in a window above which the figures are flagged as disturbed. */
+const NOISY_OTHER_CPU_PERCENT = 10;
+const LOAD_SCRIPT = fileURLToPath(new URL('./load.ts', import.meta.url));
+
+interface Sink {
+  name: string;
+  /** One of the embedded defaults, so the bench measures the pipeline users get. */
+  config: string;
+  env(dataDir: string, grpcSink: GrpcSink): Record<string, string>;
+  /** The bench's gRPC sink receives this sink's spans. */
+  forwardsToGrpcSink: boolean;
+}
+
+const SINKS: Sink[] = [
+  { name: 'file+debug', config: 'config/agentsec.yaml', env: (dataDir) => ({ AGENTSEC_DATA_DIR: dataDir }), forwardsToGrpcSink: false },
+  {
+    name: 'otlp+debug→grpc sink',
+    config: 'config/agentsec-forward.yaml',
+    env: (dataDir, grpcSink) => ({ AGENTSEC_DATA_DIR: dataDir, AGENTSEC_OTLP_ENDPOINT: `http://${grpcSink.address}` }),
+    forwardsToGrpcSink: true,
+  },
+];
+const TRANSPORTS = ['http', 'grpc'] as const;
+
+function envNumber(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  if (!(value > 0)) throw new Error(`${name} must be a positive number`);
+  return value;
+}
+
+async function main(): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'agentsec-bench-'));
+  const grpcSink = await startGrpcSink();
+  try {
+    const pool = buildRequestPool(POOL_SIZE);
+    const poolFile = join(tmp, 'requests.bin');
+    writePoolFile(poolFile, pool.protobuf);
+    const payload = describePayload(pool.protobuf, pool.json);
+    console.log(
+      `payload: ${SPANS_PER_REQUEST} spans/request, ${payload.attributesPerSpan.toFixed(1)} attributes/span, ${payload.percentWithEvent.toFixed(0)}% with an event, ` +
+        `${payload.protobufBytesPerSpan.toFixed(0)} B/span protobuf, ${payload.jsonBytesPerSpan.toFixed(0)} B/span JSON; ${POOL_SIZE} requests with distinct ids`,
+    );
+    console.log(
+      `node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load average ${loadavg()[0]!.toFixed(2)}; ` +
+        `${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up, ${CONCURRENCY} requests in flight\n`,
+    );
+
+    const { value: codec, otherCpuPercent: codecOtherCpu } = withOtherCpu(() => runCodecBench(pool.protobuf, pool.json, tmp, CODEC_SECONDS));
+
+    const results: ScenarioResult[] = [];
+    for (const sink of SINKS) {
+      for (const transport of TRANSPORTS) {
+        if (process.env.BENCH_ONLY && !`${transport}/${sink.name}`.includes(process.env.BENCH_ONLY)) continue;
+        process.stderr.write(`running ${transport} → ${sink.name} …\n`);
+        results.push(await runScenario(sink, transport, grpcSink, poolFile, tmp));
+      }
+    }
+
+    console.log(scenarioTable(results));
+    const busiest = Math.max(0, ...results.map((r) => r.otherCpuPercent));
+    if (busiest > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${busiest.toFixed(0)}% of a core during a measured window; those figures are disturbed`);
+    console.log('\n' + codecTable(codec));
+    const staticLine = staticVersusReflection(codec);
+    if (staticLine) console.log(staticLine);
+    if (codecOtherCpu > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used ${codecOtherCpu.toFixed(0)}% of a core during the codec runs; those figures are disturbed`);
+    console.log('\n' + pipelineRatios(results, codec));
+
+    const resultsPath = resolve(process.env.BENCH_RESULTS ?? join(tmpdir(), `agentsec-bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
+    const settings = { seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY, poolSize: POOL_SIZE, node: process.version, cores: cpus().length };
+    writeFileSync(resultsPath, JSON.stringify({ date: new Date().toISOString(), settings, payload, scenarios: results, codec: { ...codec, otherCpuPercent: codecOtherCpu } }, null, 2) + '\n');
+    console.log(`\nfigures as JSON: ${resultsPath}`);
+  } finally {
+    await grpcSink.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+async function runScenario(sink: Sink, transport: 'http' | 'grpc', grpcSink: GrpcSink, poolFile: string, tmp: string): Promise<ScenarioResult> {
+  const id = `${transport}-${sink.config.replace(/\W+/g, '_')}`;
+  const profileDir = process.env.BENCH_CPU_PROF;
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+  const collector = await startCollector({
+    config: sink.config,
+    env: { ...sink.env(join(tmp, `data-${id}`), grpcSink), AGENTSEC_LOG_LEVEL: 'warn' },
+    logPath: join(tmp, `collector-${id}.log`),
+    nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`, `--cpu-prof-name=collector-${id}.cpuprofile`] : [],
+  });
+  let window: LoadWindow;
+  let refusedFor: string[] = [];
+  try {
+    window = await runLoad(transport, collector.endpoints[transport], poolFile, collector.pid, grpcSink);
+    if (window.load.refusals > 0) refusedFor = await refusalReasons(collector.adminUrl);
+  } catch (err) {
+    await collector.stop();
+    throw err;
+  }
+  const crashed = collector.exited();
+  const peakRss = crashed ? Number.NaN : peakRssBytes(collector.pid);
+  const exitCode = await collector.stop();
+  if (crashed || exitCode !== 0) {
+    console.warn(`warning: the ${id} collector ${crashed ? 'exited during the scenario' : `exited with ${exitCode ?? 'a kill after the drain timed out'}`}; its log:\n${logTail(collector.logPath)}`);
+  }
+  const { load, cpu } = window;
+  if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in ${transport} → ${sink.name}, first: ${load.firstError}`);
+
+  const spansPerSecond = load.ackedSpans / load.seconds;
+  return {
+    transport,
+    sink: sink.name,
+    spansPerSecond,
+    collectorCpuPercent: cpu.collector,
+    spansPerCore: spansPerSecond / (cpu.collector / 100),
+    peakRssMiB: peakRss / 1024 / 1024,
+    refusals: load.refusals,
+    refusedFor,
+    errors: load.errors,
+    firstError: load.firstError,
+    exportedSpansPerSecond: sink.forwardsToGrpcSink ? window.sinkSpans / load.seconds : undefined,
+    loadCpuPercent: cpu.load,
+    sinkCpuPercent: sink.forwardsToGrpcSink ? cpu.bench : undefined,
+    otherCpuPercent: Math.max(0, cpu.machine - cpu.collector - cpu.load - cpu.bench),
+    collectorExitCode: exitCode,
+  };
+}
+
+interface LoadWindow {
+  load: LoadResult;
+  /** % of one core over the measured window: this process is the bench itself, where the gRPC sink runs. */
+  cpu: { collector: number; load: number; bench: number; machine: number };
+  /** Spans the gRPC sink received during the window. */
+  sinkSpans: number;
+}
+
+/** Runs one load process against `target` and samples CPU use over its measured window. */
+async function runLoad(transport: 'http' | 'grpc', target: string, poolFile: string, collectorPid: number, grpcSink: GrpcSink): Promise<LoadWindow> {
+  const args = ['--transport', transport, '--target', target, '--pool', poolFile, '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS), '--concurrency', String(CONCURRENCY)];
+  const child = fork(LOAD_SCRIPT, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const meters = {
+    collector: new CpuMeter(() => cpuSeconds(collectorPid)),
+    load: new CpuMeter(() => cpuSeconds(child.pid!)),
+    bench: new CpuMeter(() => cpuSeconds(process.pid)),
+    machine: new CpuMeter(machineBusySeconds),
+  };
+  let sinkSpansAtStart = 0;
+  try {
+    return await new Promise<LoadWindow>((resolve, reject) => {
+      child.on('message', (message: LoadMessage) => {
+        if (message.type === 'window-start') {
+          for (const meter of Object.values(meters)) meter.start();
+          sinkSpansAtStart = grpcSink.spans();
+          return;
+        }
+        const cpu = { collector: 0, load: 0, bench: 0, machine: 0 };
+        for (const key of Object.keys(meters) as (keyof typeof meters)[]) cpu[key] = meters[key].percentSinceStart();
+        resolve({ load: message.result, cpu, sinkSpans: grpcSink.spans() - sinkSpansAtStart });
+      });
+      void exited.then((code) => reject(new Error(`the load process exited (code ${code}) before its measured window ended`)));
+    });
+  } finally {
+    // It stops by itself once its in-flight requests are answered; a stuck one is killed.
+    if ((await Promise.race([exited, sleep(LOAD_EXIT_TIMEOUT_MS, 'timeout' as const)])) === 'timeout') child.kill('SIGKILL');
+  }
+}
+
+/** The reasons the collector gave for refusing spans (agentsec_receiver_refused_spans_total{reason}). */
+async function refusalReasons(adminUrl: string): Promise<string[]> {
+  const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
+  const reasons: string[] = [];
+  for (const match of metrics.matchAll(/^agentsec_receiver_refused_spans_total\{[^}]*reason="([^"]+)"[^}]*\} (\S+)$/gm)) {
+    if (Number(match[2]) > 0) reasons.push(match[1]!);
+  }
+  return reasons;
+}
+
+/** Runs `fn` in this process, noting how much CPU other processes used meanwhile (% of a core). */
+function withOtherCpu<T>(fn: () => T): { value: T; otherCpuPercent: number } {
+  const self = new CpuMeter(() => cpuSeconds(process.pid));
+  const machine = new CpuMeter(machineBusySeconds);
+  self.start();
+  machine.start();
+  const value = fn();
+  return { value, otherCpuPercent: Math.max(0, machine.percentSinceStart() - self.percentSinceStart()) };
+}
+
+function describePayload(protobuf: readonly Buffer[], json: readonly Buffer[]) {
+  const spans = decodeTraceProtobuf(protobuf[0]!).batch.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
+  return {
+    spansPerRequest: spans.length,
+    attributesPerSpan: spans.reduce((n, s) => n + (s.attributes?.length ?? 0), 0) / spans.length,
+    percentWithEvent: (100 * spans.filter((s) => (s.events?.length ?? 0) > 0).length) / spans.length,
+    protobufBytesPerSpan: protobuf[0]!.length / spans.length,
+    jsonBytesPerSpan: json[0]!.length / spans.length,
+  };
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`bench failed: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  },
+);
