@@ -2,6 +2,9 @@
 import { Registry } from './component/registry.ts';
 import { otlpReceiverFactory } from './receivers/otlp/index.ts';
 import { memoryLimiterFactory } from './processors/memory-limiter.ts';
+import { normalizeFactory } from './processors/normalize.ts';
+import { traceGraphFactory } from './processors/tracegraph.ts';
+import { enrichFactory } from './processors/enrich.ts';
 import { otlpExporterFactory } from './exporters/otlp.ts';
 import { fileExporterFactory } from './exporters/file.ts';
 import { debugExporterFactory } from './exporters/debug.ts';
@@ -11,6 +14,9 @@ export function components(): Registry {
   return new Registry([
     otlpReceiverFactory,
     memoryLimiterFactory,
+    normalizeFactory,
+    traceGraphFactory,
+    enrichFactory,
     otlpExporterFactory,
     fileExporterFactory,
     debugExporterFactory,

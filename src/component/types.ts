@@ -81,6 +81,8 @@ export interface ReceiverFactory<S extends z.ZodType = z.ZodType> extends Factor
   create(set: Settings, cfg: z.output<S>, next: TracesConsumer): Receiver;
 }
 export interface ProcessorFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<'processor', S> {
+  /** Processor types that must come earlier in the same pipeline (what this one reads from them). */
+  readonly after?: readonly string[];
   create(set: Settings, cfg: z.output<S>, next: TracesConsumer): Processor;
 }
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<'exporter', S> {

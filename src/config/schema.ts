@@ -99,6 +99,12 @@ export function resolveConfig(raw: unknown, registry: Registry): ResolvedConfig 
     check(p.receivers, 'receiver');
     check(p.processors, 'processor');
     check(p.exporters, 'exporter');
+    const types = p.processors.map(typeOf);
+    types.forEach((type, i) => {
+      for (const needed of registry.get('processor', type)?.after ?? []) {
+        if (!types.slice(0, i).includes(needed)) issues.push(`${at}::processors: ${type} needs ${needed} before it in the same pipeline`);
+      }
+    });
   }
   if (issues.length > 0) throw new ConfigError(issues);
   return { service: cfg.service, components };

@@ -1,0 +1,280 @@
+// The canonical agent view of a span (DESIGN §3): every instrumentation dialect resolved
+// into one fixed-shape record in a single pass over the attributes. The view holds only what
+// the span itself says; identity inherited down the tree is resolved by the trace graph.
+import type { KeyValue, Resource, Span } from '../otlp/types.ts';
+import { SpanKind } from '../otlp/types.ts';
+import { stringOf, StringPool, textOf } from './values.ts';
+import type { Credential, CredentialReader } from './credentials.ts';
+
+/** Where an agent's code runs: from resource attributes, shared by every span of a resource. */
+export interface Workload {
+  readonly key: string;
+  readonly service: string;
+  readonly pod: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly spiffeId: string;
+}
+
+export function workloadOf(resource: Resource | null | undefined, pool: StringPool): Workload {
+  let service = '', pod = '', namespace = '', serviceAccount = '', spiffeId = '';
+  for (const kv of resource?.attributes ?? []) {
+    switch (kv.key) {
+      case 'service.name': service = stringOf(kv.value) ?? ''; break;
+      case 'k8s.pod.name': pod = stringOf(kv.value) ?? ''; break;
+      case 'k8s.namespace.name': namespace = stringOf(kv.value) ?? ''; break;
+      case 'k8s.serviceaccount.name': serviceAccount = stringOf(kv.value) ?? ''; break;
+      case 'spiffe.id': case 'spiffe_id': case 'workload.spiffe.id': spiffeId = stringOf(kv.value) ?? ''; break;
+    }
+  }
+  return {
+    key: pool.intern(`${namespace}/${service}/${pod}/${serviceAccount}/${spiffeId}`),
+    service: pool.intern(service), pod: pool.intern(pod), namespace: pool.intern(namespace),
+    serviceAccount: pool.intern(serviceAccount), spiffeId: pool.intern(spiffeId),
+  };
+}
+
+/** Canonical operations (gen_ai.operation.name values, plus what other dialects map to). */
+export type Operation = 'invoke_agent' | 'chat' | 'execute_tool' | 'embeddings' | 'retrieval' | 'invoke_workflow' | 'handoff' | 'chain' | '';
+
+export interface CredentialUse extends Credential {
+  /** The attribute it was found in. */
+  attribute: string;
+}
+
+export class SpanView {
+  operation: Operation | string = '';
+  /** The agent the span itself names (not inherited), by DESIGN §3's order. */
+  agent = '';
+  agentId = '';
+  tool = '';
+  toolArgs: string | undefined = undefined;
+  toolResult: string | undefined = undefined;
+  /** Primary target host (server.address, else the host of url.full). */
+  host = '';
+  url = '';
+  method = '';
+  path = '';
+  db = '';
+  mcpMethod = '';
+  mcpResource = '';
+  /** Hosts, URLs and e-mail addresses found in the tool arguments. */
+  argTargets: string[] | undefined = undefined;
+  provider = '';
+  model = '';
+  conversation = '';
+  /** gen_ai.transfer.target.name, or the target of a handoff / transfer_to_* tool. */
+  transferTo = '';
+  /** return_to_caller (agent as tool) or pass_control (handoff). */
+  transferMode = '';
+  handoffFrom = '';
+  graphNodeId = '';
+  graphNodeParentId = '';
+  /** An invoke_agent CLIENT span names the agent it calls (remote delegation). */
+  remoteAgent = '';
+  kind = 0;
+  credential: CredentialUse | undefined = undefined;
+}
+
+export interface NormalizeOptions {
+  pool: StringPool;
+  /** Attribute keys that carry credentials; their values are replaced by the fingerprint in place. */
+  credentialAttributes: ReadonlySet<string>;
+  credentials: CredentialReader;
+}
+
+const AI_SDK_OPERATIONS: Record<string, Operation> = {
+  'ai.generateText': 'invoke_agent', 'ai.streamText': 'invoke_agent', 'ai.generateObject': 'invoke_agent', 'ai.streamObject': 'invoke_agent',
+  'ai.generateText.doGenerate': 'chat', 'ai.streamText.doStream': 'chat', 'ai.generateObject.doGenerate': 'chat', 'ai.streamObject.doStream': 'chat',
+  'ai.toolCall': 'execute_tool', 'ai.embed': 'embeddings', 'ai.embedMany': 'embeddings', 'ai.embed.doEmbed': 'embeddings', 'ai.embedMany.doEmbed': 'embeddings',
+};
+const OPENINFERENCE_OPERATIONS: Record<string, Operation> = {
+  AGENT: 'invoke_agent', LLM: 'chat', TOOL: 'execute_tool', RETRIEVER: 'retrieval', EMBEDDING: 'embeddings', CHAIN: 'chain', RERANKER: 'retrieval',
+};
+const TRACELOOP_OPERATIONS: Record<string, Operation> = { agent: 'invoke_agent', tool: 'execute_tool', workflow: 'invoke_workflow', task: 'chain' };
+const MASTRA_OPERATIONS: Record<string, Operation> = {
+  agent_run: 'invoke_agent', tool_call: 'execute_tool', mcp_tool_call: 'execute_tool', client_tool_call: 'execute_tool', provider_tool_call: 'execute_tool',
+  model_generation: 'chat', workflow_run: 'invoke_workflow',
+};
+/** gen_ai.operation.name values of older dialects (Mastra 0.x, Traceloop). */
+const OPERATION_ALIASES: Record<string, Operation> = { 'agent.run': 'invoke_agent', 'tool.execute': 'execute_tool', 'model.step': 'chat', text_completion: 'chat', generate_content: 'chat' };
+
+const URL_RE = /\bhttps?:\/\/([A-Za-z0-9.-]+)(?::\d+)?[^\s"'<>\\]*/g;
+const EMAIL_RE = /\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/g;
+const MAX_ARG_SCAN = 16 * 1024;
+
+/**
+ * Builds the view of one span, and replaces the raw value of every credential attribute by
+ * its fingerprint in place (nothing downstream, exporters and logs included, sees the secret).
+ */
+export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
+  const v = new SpanView();
+  v.kind = span.kind ?? 0;
+  const attrs = span.attributes;
+  // Candidates by dialect, resolved by precedence after the pass.
+  let genAiAgentName = '', genAiAgentId = '', aiMetadataAgent = '', aiFunctionId = '', oiAgentName = '';
+  let oiKind = '', traceloopKind = '', traceloopEntity = '', mastraType = '', genAiOperation = '';
+  let genAiTool = '', aiToolName = '', oiToolName = '';
+  let genAiArgs: string | undefined, aiArgs: string | undefined, oiInput: string | undefined, tlInput: string | undefined, mastraInput: string | undefined;
+  let genAiResult: string | undefined, aiResult: string | undefined, oiOutput: string | undefined, tlOutput: string | undefined, mastraOutput: string | undefined;
+  let serverAddress = '', genAiProvider = '', genAiSystem = '', aiProvider = '', llmProvider = '';
+  let genAiModel = '', aiModel = '', llmModel = '', dbSystem = '', dbOperation = '', dbCollection = '';
+  let sessionId = '', tlSession = '';
+
+  if (attrs) {
+    for (let i = 0; i < attrs.length; i++) {
+      const kv = attrs[i]!;
+      const val = kv.value;
+      switch (kv.key) {
+        case 'gen_ai.operation.name': genAiOperation = stringOf(val) ?? ''; break;
+        case 'gen_ai.agent.name': genAiAgentName = stringOf(val) ?? ''; break;
+        case 'gen_ai.agent.id': genAiAgentId = stringOf(val) ?? ''; break;
+        case 'ai.telemetry.metadata.agent': aiMetadataAgent = stringOf(val) ?? ''; break;
+        case 'ai.telemetry.functionId': aiFunctionId = stringOf(val) ?? ''; break;
+        case 'agent.name': oiAgentName = stringOf(val) ?? ''; break;
+        case 'graph.node.id': v.graphNodeId = stringOf(val) ?? ''; break;
+        case 'graph.node.parent_id': v.graphNodeParentId = stringOf(val) ?? ''; break;
+        case 'openinference.span.kind': oiKind = stringOf(val) ?? ''; break;
+        case 'traceloop.span.kind': traceloopKind = stringOf(val) ?? ''; break;
+        case 'traceloop.entity.name': traceloopEntity = stringOf(val) ?? ''; break;
+        case 'mastra.span.type': mastraType = stringOf(val) ?? ''; break;
+        case 'gen_ai.tool.name': genAiTool = stringOf(val) ?? ''; break;
+        case 'ai.toolCall.name': aiToolName = stringOf(val) ?? ''; break;
+        case 'tool.name': oiToolName = stringOf(val) ?? ''; break;
+        case 'gen_ai.tool.call.arguments': genAiArgs = textOf(val); break;
+        case 'ai.toolCall.args': aiArgs = textOf(val); break;
+        case 'input.value': oiInput = textOf(val); break;
+        case 'traceloop.entity.input': tlInput = textOf(val); break;
+        case 'gen_ai.tool.input': mastraInput = textOf(val); break;
+        case 'gen_ai.tool.call.result': genAiResult = textOf(val); break;
+        case 'ai.toolCall.result': aiResult = textOf(val); break;
+        case 'output.value': oiOutput = textOf(val); break;
+        case 'traceloop.entity.output': tlOutput = textOf(val); break;
+        case 'gen_ai.tool.output': mastraOutput = textOf(val); break;
+        case 'gen_ai.transfer.target.name': v.transferTo = stringOf(val) ?? ''; break;
+        case 'gen_ai.transfer.mode': v.transferMode = stringOf(val) ?? ''; break;
+        case 'server.address': serverAddress = stringOf(val) ?? ''; break;
+        case 'url.full': case 'http.url': v.url = stringOf(val) ?? ''; break;
+        case 'http.request.method': case 'http.method': v.method = stringOf(val) ?? ''; break;
+        case 'url.path': case 'http.target': v.path = stringOf(val) ?? ''; break;
+        case 'db.system.name': case 'db.system': dbSystem = stringOf(val) ?? ''; break;
+        case 'db.operation.name': case 'db.operation': dbOperation = stringOf(val) ?? ''; break;
+        case 'db.collection.name': case 'db.sql.table': dbCollection = stringOf(val) ?? ''; break;
+        case 'mcp.method.name': v.mcpMethod = stringOf(val) ?? ''; break;
+        case 'mcp.resource.uri': v.mcpResource = stringOf(val) ?? ''; break;
+        case 'mcp.server': if (!serverAddress) serverAddress = stringOf(val) ?? ''; break;
+        case 'gen_ai.provider.name': genAiProvider = stringOf(val) ?? ''; break;
+        case 'gen_ai.system': genAiSystem = stringOf(val) ?? ''; break;
+        case 'ai.model.provider': aiProvider = stringOf(val) ?? ''; break;
+        case 'llm.provider': case 'llm.system': if (!llmProvider) llmProvider = stringOf(val) ?? ''; break;
+        case 'gen_ai.request.model': genAiModel = stringOf(val) ?? ''; break;
+        case 'ai.model.id': aiModel = stringOf(val) ?? ''; break;
+        case 'llm.model_name': llmModel = stringOf(val) ?? ''; break;
+        case 'gen_ai.conversation.id': v.conversation = stringOf(val) ?? ''; break;
+        case 'session.id': sessionId = stringOf(val) ?? ''; break;
+        case 'traceloop.association.properties.session_id': tlSession = stringOf(val) ?? ''; break;
+      }
+      if (opts.credentialAttributes.has(kv.key)) readCredential(kv, v, opts);
+    }
+  }
+
+  // operation
+  const name = span.name ?? '';
+  v.operation = OPERATION_ALIASES[genAiOperation] ?? genAiOperation ?? '';
+  if (!v.operation) {
+    v.operation = AI_SDK_OPERATIONS[name] ?? OPENINFERENCE_OPERATIONS[oiKind] ?? TRACELOOP_OPERATIONS[traceloopKind] ?? MASTRA_OPERATIONS[mastraType] ?? '';
+  }
+
+  // tool (and handoffs, which some dialects record as tools)
+  v.tool = genAiTool || aiToolName || (oiKind === 'TOOL' ? oiToolName : '') || (traceloopKind === 'tool' ? traceloopEntity : '') || (v.operation === 'execute_tool' ? oiToolName : '');
+  if (v.tool.startsWith('handoff_to_') || v.tool.startsWith('transfer_to_')) {
+    v.operation = 'handoff';
+    v.transferMode ||= 'pass_control';
+    v.transferTo ||= handoffTarget(oiOutput, 'to_agent') ?? v.tool.slice(v.tool.indexOf('_to_') + 4);
+    v.handoffFrom = handoffTarget(oiInput, 'from_agent') ?? '';
+  }
+  if (v.tool) {
+    v.toolArgs = genAiArgs ?? aiArgs ?? oiInput ?? tlInput ?? mastraInput;
+    v.toolResult = genAiResult ?? aiResult ?? oiOutput ?? tlOutput ?? mastraOutput;
+    if (v.toolArgs) v.argTargets = targetsIn(v.toolArgs, opts.pool);
+  }
+
+  // agent: gen_ai.agent.name › gen_ai.agent.id › ai.telemetry.metadata.agent › ai.telemetry.functionId
+  // › OpenInference agent.name | graph.node.id | span name (AGENT spans) › traceloop.entity.name (agent spans)
+  let agent = genAiAgentName || genAiAgentId || aiMetadataAgent || aiFunctionId;
+  if (!agent && oiKind === 'AGENT') {
+    // The OpenAI Agents bridge maps the SDK's trace (a workflow) to a root AGENT span with
+    // neither agent.name nor graph.node.id: that root is a workflow, not an agent.
+    agent = oiAgentName || v.graphNodeId || (span.parentSpanId && span.parentSpanId.length > 0 ? name : '');
+  }
+  if (!agent && traceloopKind === 'agent') agent = traceloopEntity;
+  if (v.operation === 'invoke_agent' && v.kind === SpanKind.CLIENT && agent) {
+    // A remote invoke_agent CLIENT span names the agent it calls: it belongs to the caller.
+    v.remoteAgent = opts.pool.intern(agent);
+    agent = '';
+  }
+  v.agent = opts.pool.intern(agent);
+  v.agentId = opts.pool.intern(genAiAgentId || agent);
+
+  // targets
+  if (!serverAddress && v.url) serverAddress = hostOf(v.url) ?? '';
+  v.host = opts.pool.intern(serverAddress.toLowerCase());
+  if (dbSystem) v.db = opts.pool.intern([dbSystem, dbOperation, dbCollection].filter(Boolean).join(' '));
+  v.provider = opts.pool.intern(normalizeProvider(genAiProvider || genAiSystem || aiProvider || llmProvider));
+  v.model = opts.pool.intern(genAiModel || aiModel || llmModel);
+  v.conversation ||= sessionId || tlSession;
+  v.tool = opts.pool.intern(v.tool);
+  v.transferTo = opts.pool.intern(v.transferTo);
+  v.method = opts.pool.intern(v.method);
+  return v;
+}
+
+function readCredential(kv: KeyValue, v: SpanView, opts: NormalizeOptions): void {
+  const value = kv.value;
+  if (!value) return;
+  const raw = value.stringValue ? [value.stringValue] : (value.arrayValue?.values ?? []).map((x) => stringOf(x)).filter((s): s is string => s !== undefined);
+  if (raw.length === 0) return;
+  const creds = raw.map((r) => opts.credentials.read(r));
+  v.credential ??= { ...creds[0]!, attribute: kv.key };
+  // Replace in place: the secret never travels further than this function.
+  kv.value = creds.length === 1 && value.stringValue ? { stringValue: creds[0]!.fingerprint } : { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } };
+}
+
+function handoffTarget(json: string | undefined, key: string): string | undefined {
+  if (!json || json[0] !== '{') return undefined;
+  try {
+    const o = JSON.parse(json) as Record<string, unknown>;
+    const t = o[key];
+    if (typeof t === 'string') return t;
+    if (t && typeof t === 'object' && typeof (t as { name?: unknown }).name === 'string') return (t as { name: string }).name;
+  } catch {
+    // Not JSON: no target from it.
+  }
+  return undefined;
+}
+
+export function hostOf(url: string): string | undefined {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/(?:[^@/?#]*@)?(\[[^\]]+\]|[^:/?#]+)/i.exec(url);
+  return m ? m[1]!.toLowerCase() : undefined;
+}
+
+/** Hosts of URLs and e-mail addresses in tool arguments (the destinations a call names). */
+function targetsIn(text: string, pool: StringPool): string[] | undefined {
+  const scan = text.length > MAX_ARG_SCAN ? text.slice(0, MAX_ARG_SCAN) : text;
+  if (!scan.includes('://') && !scan.includes('@')) return undefined;
+  const out = new Set<string>();
+  for (const m of scan.matchAll(URL_RE)) out.add(pool.intern(m[1]!.toLowerCase()));
+  for (const m of scan.matchAll(EMAIL_RE)) out.add(pool.intern(m[0].toLowerCase()));
+  return out.size > 0 ? [...out] : undefined;
+}
+
+/** openai.chat → openai, google.vertex → gcp.vertex_ai (the AI SDK's provider ids). */
+function normalizeProvider(p: string): string {
+  if (!p) return '';
+  const base = p.split('.')[0]!.toLowerCase();
+  if (base === 'google') return p.includes('vertex') ? 'gcp.vertex_ai' : 'gcp.gemini';
+  if (base === 'azure') return 'azure.ai.openai';
+  if (base === 'amazon-bedrock' || base === 'bedrock') return 'aws.bedrock';
+  return base;
+}
+

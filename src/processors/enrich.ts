@@ -1,0 +1,162 @@
+// enrich: writes what the trace graph knows onto each span as it leaves (DESIGN §4):
+// agentsec.agent.role, agentsec.chain.depth, agentsec.chain.root, agentsec.chain.path and
+// agentsec.credential.fingerprint. Each batch is held for `hold` so that a parent and its
+// children usually arrive (and are stitched) before either leaves; a span whose parent comes
+// later still leaves on time, enriched with what is known then.
+//
+// Held batches are acknowledged to the client when they enter the hold: waiting `hold` per
+// request would cap every client that exports one batch at a time. The hold is bounded in
+// spans; past it, and while the next component refuses, new data is refused with a retryable
+// status, so back-pressure still reaches clients and nothing accepted is dropped silently.
+import { z } from 'zod';
+import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
+import type { KeyValue, TraceBatch } from '../otlp/types.ts';
+import { duration } from '../config/units.ts';
+import { errorMessage, isPermanent, RetryableError } from '../errors.ts';
+import { spanNodes } from '../agent/annotations.ts';
+import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
+
+export const EnrichConfig = z.strictObject({
+  /** How long a batch waits for related spans before it leaves; 0 enriches and forwards at once. */
+  hold: duration.prefault('500ms'),
+  /** Spans held at most; beyond, data is refused (retryable) until the hold drains. */
+  max_held_spans: z.number().int().positive().default(200_000),
+});
+export type EnrichConfig = z.output<typeof EnrichConfig>;
+
+export const ATTR = {
+  role: 'agentsec.agent.role',
+  depth: 'agentsec.chain.depth',
+  root: 'agentsec.chain.root',
+  path: 'agentsec.chain.path',
+  fingerprint: 'agentsec.credential.fingerprint',
+} as const;
+
+interface Held {
+  batch: TraceBatch;
+  nodes: SpanNode[];
+  ctx: ConsumeContext;
+  due: number;
+}
+
+/** Writes the agentsec.* attributes onto every span of the batch from its graph summary. */
+export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void {
+  const derived = new Set<TraceGraph>();
+  let i = 0;
+  for (const rs of batch.resourceSpans) {
+    for (const ss of rs.scopeSpans) {
+      for (const span of ss.spans) {
+        const s = nodes[i++];
+        const n = s?.agentNode;
+        if (!s || !n) continue;
+        if (!derived.has(s.trace)) {
+          s.trace.derive();
+          derived.add(s.trace);
+        }
+        const added: KeyValue[] = [
+          { key: ATTR.role, value: { stringValue: s.agent } },
+          { key: ATTR.depth, value: { intValue: n.depth } },
+          { key: ATTR.root, value: { stringValue: n.root } },
+          { key: ATTR.path, value: { stringValue: n.path } },
+        ];
+        if (s.credential) added.push({ key: ATTR.fingerprint, value: { stringValue: s.credential } });
+        const own = span.attributes ?? [];
+        // A span that passed another agentsec (a sidecar) has these keys already: ours win.
+        span.attributes = own.some((kv) => kv.key.startsWith('agentsec.') && kv.key in REPLACED) ? own.filter((kv) => !(kv.key in REPLACED)).concat(added) : own.concat(added);
+      }
+    }
+  }
+}
+
+const REPLACED: Record<string, true> = Object.fromEntries(Object.values(ATTR).map((k) => [k, true]));
+
+export class Enrich implements Processor {
+  readonly mutatesData = true;
+  readonly #next: TracesConsumer;
+  readonly #set: Settings;
+  readonly #cfg: EnrichConfig;
+  readonly #held: Held[] = [];
+  #heldSpans = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #releasing: Promise<void> | undefined;
+  #closed = false;
+  readonly #dropped;
+  now: () => number = Date.now;
+
+  constructor(set: Settings, cfg: EnrichConfig, next: TracesConsumer) {
+    this.#set = set;
+    this.#cfg = cfg;
+    this.#next = next;
+    set.metrics.gauge('agentsec_enrich_held_spans', 'Spans waiting in the enrich hold.', ['processor']).track([set.id], () => this.#heldSpans);
+    this.#dropped = set.metrics.counter('agentsec_processor_dropped_spans_total', 'Accepted spans a processor gave up on, by reason.', ['processor', 'reason']);
+  }
+
+  async start(): Promise<void> {
+    if (this.#cfg.hold > 0) this.#timer ??= setInterval(() => void this.#release(false), Math.max(10, Math.min(100, this.#cfg.hold / 4))).unref();
+  }
+
+  consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
+    const nodes = spanNodes.get(batch);
+    if (!nodes) return Promise.reject(new Error(`${this.#set.id}: the tracegraph processor must come before enrich in the pipeline`));
+    if (this.#cfg.hold === 0) {
+      enrichBatch(batch, nodes);
+      return this.#next.consume(batch, ctx);
+    }
+    if (this.#closed) return Promise.reject(new RetryableError('enrich is shutting down', { reason: 'shutting_down' }));
+    if (this.#held.length > 0 && this.#heldSpans + batch.spanCount > this.#cfg.max_held_spans) {
+      return Promise.reject(new RetryableError(`enrich hold is full (${this.#heldSpans} spans held)`, { reason: 'hold_full', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
+    }
+    this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold });
+    this.#heldSpans += batch.spanCount;
+    return Promise.resolve();
+  }
+
+  /** Sends on every batch whose hold is over (all of them when flushing), in arrival order. */
+  #release(flush: boolean): Promise<void> {
+    this.#releasing ??= (async () => {
+      try {
+        while (this.#held.length > 0 && (flush || this.#held[0]!.due <= this.now())) {
+          const h = this.#held[0]!;
+          enrichBatch(h.batch, h.nodes);
+          try {
+            await this.#next.consume(h.batch, h.ctx);
+          } catch (err) {
+            if (!isPermanent(err)) return; // downstream is full: keep it held and try on the next tick
+            this.#dropped.inc([this.#set.id, 'permanent_error'], h.batch.spanCount);
+            this.#set.logger.warn({ spans: h.batch.spanCount, err: errorMessage(err) }, 'dropped a batch the next component refused permanently');
+          }
+          this.#held.shift();
+          this.#heldSpans -= h.batch.spanCount;
+        }
+      } finally {
+        this.#releasing = undefined;
+      }
+    })();
+    return this.#releasing;
+  }
+
+  async shutdown(signal: AbortSignal): Promise<void> {
+    this.#closed = true;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    while (this.#held.length > 0 && !signal.aborted) {
+      await this.#release(true);
+      if (this.#held.length > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (this.#held.length > 0) {
+      this.#dropped.inc([this.#set.id, 'shutdown'], this.#heldSpans);
+      this.#set.logger.warn({ spans: this.#heldSpans }, 'shutdown deadline passed: dropped spans still held');
+      this.#held.length = 0;
+      this.#heldSpans = 0;
+    }
+  }
+}
+
+export const enrichFactory: ProcessorFactory<typeof EnrichConfig> = {
+  kind: 'processor',
+  type: 'enrich',
+  stability: 'alpha',
+  after: ['tracegraph'],
+  config: EnrichConfig,
+  create: (set, cfg, next) => new Enrich(set, cfg, next),
+};

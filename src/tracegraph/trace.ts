@@ -1,0 +1,273 @@
+// One trace's delegation graph, built incrementally from compact span summaries as spans
+// arrive in any order. A child that comes before its parent waits in `pending` and is
+// stitched in when the parent arrives; identity inherited down the tree is then resolved
+// again for that subtree. Agent nodes (one per agent invocation) start where the resolved
+// agent changes; delegation edges come from the tree (parent/child, remote invoke_agent)
+// and from explicit records (handoffs, graph.node.parent_id, gen_ai.transfer.*, span links).
+// Depth, root and path are derived lazily, once per change of the trace.
+import type { SpanView, Workload } from '../agent/view.ts';
+
+export type DelegationVia = 'parent_child' | 'handoff' | 'graph_parent' | 'transfer' | 'remote' | 'link';
+
+export interface LinkRef {
+  traceId: string;
+  spanId: string;
+}
+
+/** What the graph keeps of a span: a few interned strings and numbers, never the span. */
+export class SpanNode {
+  readonly id: string;
+  readonly parentId: string;
+  readonly trace: TraceGraph;
+  parent: SpanNode | undefined = undefined;
+  children: SpanNode[] | undefined = undefined;
+  readonly kind: number;
+  readonly operation: string;
+  readonly ownAgent: string;
+  readonly agentId: string;
+  readonly tool: string;
+  readonly host: string;
+  readonly transferTo: string;
+  readonly handoffFrom: string;
+  readonly graphNodeId: string;
+  readonly graphNodeParentId: string;
+  readonly remoteAgent: string;
+  readonly credential: string;
+  readonly model: string;
+  readonly provider: string;
+  readonly mcp: string;
+  readonly argTargets: readonly string[] | undefined;
+  readonly workload: Workload;
+  readonly links: readonly LinkRef[] | undefined;
+  /** Milliseconds since the epoch. */
+  readonly start: number;
+  readonly end: number;
+  /** Resolved: own agent, else inherited, else the service name. */
+  agent = '';
+  agentNode: AgentNode | undefined = undefined;
+
+  constructor(trace: TraceGraph, id: string, parentId: string, view: SpanView, workload: Workload, start: number, end: number, links: LinkRef[] | undefined) {
+    this.trace = trace;
+    this.id = id;
+    this.parentId = parentId;
+    this.kind = view.kind;
+    this.operation = view.operation;
+    this.ownAgent = view.agent;
+    this.agentId = view.agentId;
+    this.tool = view.tool;
+    this.host = view.host;
+    this.transferTo = view.transferTo;
+    this.handoffFrom = view.handoffFrom;
+    this.graphNodeId = view.graphNodeId;
+    this.graphNodeParentId = view.graphNodeParentId;
+    this.remoteAgent = view.remoteAgent;
+    this.credential = view.credential?.fingerprint ?? '';
+    this.model = view.model;
+    this.provider = view.provider;
+    this.mcp = view.mcpMethod || view.mcpResource ? `${view.mcpMethod} ${view.mcpResource}`.trim() : '';
+    this.argTargets = view.argTargets;
+    this.workload = workload;
+    this.links = links;
+    this.start = start;
+    this.end = end;
+  }
+
+  /** Rough heap bytes, for the store's byte budget. */
+  estimateBytes(): number {
+    return 360 + (this.argTargets ? 16 * this.argTargets.length : 0) + (this.links ? 120 * this.links.length : 0);
+  }
+}
+
+/** One agent invocation: the spans from where an agent takes over until another does. */
+export class AgentNode {
+  readonly id: string;
+  readonly start: SpanNode;
+  role: string;
+  /**
+   * True when no span named the agent and the role is only the service-name fallback (an HTTP
+   * server or workflow span above the first agent): such a node is not a delegation hop.
+   */
+  anonymous = false;
+  /** Who delegated to this invocation, and how (derived). */
+  delegator: AgentNode | undefined = undefined;
+  via: DelegationVia = 'parent_child';
+  /** The span that shows the delegation (a handoff span, the span where the agent starts…). */
+  viaSpan = '';
+  depth = 0;
+  root = '';
+  path = '';
+
+  constructor(start: SpanNode) {
+    this.id = start.id;
+    this.start = start;
+    this.role = start.agent;
+  }
+}
+
+export interface TraceGraphOptions {
+  /** Finds a span in another trace, for span links across traces. */
+  lookup(traceId: string, spanId: string): SpanNode | undefined;
+}
+
+/** Agent names compare loosely across dialects: transfer_to_billing_agent matches "Billing Agent". */
+function sameAgent(a: string, b: string): boolean {
+  return a === b || canonicalName(a) === canonicalName(b);
+}
+function canonicalName(s: string): string {
+  return s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
+}
+
+export class TraceGraph {
+  readonly traceId: string;
+  readonly spans = new Map<string, SpanNode>();
+  /** Children that arrived before their parent, by parent id. */
+  readonly pending = new Map<string, SpanNode[]>();
+  readonly nodes = new Map<string, AgentNode>();
+  /** Spans that name a delegation target explicitly (handoffs, transfers). */
+  readonly transfers: SpanNode[] = [];
+  bytes = 0;
+  lastSeen = 0;
+  #version = 0;
+  #derivedVersion = -1;
+  readonly #opts: TraceGraphOptions;
+
+  constructor(traceId: string, opts: TraceGraphOptions) {
+    this.traceId = traceId;
+    this.#opts = opts;
+  }
+
+  /** Adds a span; returns false for a duplicate (OTLP clients may resend). */
+  add(span: SpanNode): boolean {
+    if (this.spans.has(span.id)) return false;
+    this.spans.set(span.id, span);
+    this.bytes += span.estimateBytes();
+    if (span.parentId) {
+      const parent = this.spans.get(span.parentId);
+      if (parent) attach(parent, span);
+      else {
+        const waiting = this.pending.get(span.parentId);
+        if (waiting) waiting.push(span);
+        else this.pending.set(span.parentId, [span]);
+      }
+    }
+    const orphans = this.pending.get(span.id);
+    if (orphans) {
+      this.pending.delete(span.id);
+      for (const child of orphans) attach(span, child);
+    }
+    if (span.transferTo) this.transfers.push(span);
+    this.#resolve(span);
+    this.#version++;
+    return true;
+  }
+
+  /** Re-resolves agent identity and agent nodes for the subtree under `top`. */
+  #resolve(top: SpanNode): void {
+    const stack: SpanNode[] = [top];
+    while (stack.length > 0) {
+      const s = stack.pop()!;
+      const p = s.parent;
+      const inherited = p ? p.remoteAgent || p.agent : '';
+      const named = s.ownAgent || inherited;
+      const agent = named || s.workload.service;
+      const startsNode = !p || agent !== p.agent;
+      s.agent = agent;
+      if (startsNode) {
+        let node = this.nodes.get(s.id);
+        if (!node) this.nodes.set(s.id, (node = new AgentNode(s)));
+        node.role = agent;
+        node.anonymous = !named;
+        s.agentNode = node;
+      } else {
+        this.nodes.delete(s.id);
+        s.agentNode = p.agentNode;
+      }
+      if (s.children) for (const c of s.children) stack.push(c);
+    }
+  }
+
+  /** Derives delegators, depth, root and path for every agent node (once per change). */
+  derive(): void {
+    if (this.#derivedVersion === this.#version) return;
+    this.#derivedVersion = this.#version;
+    const nodes = [...this.nodes.values()].sort((a, b) => a.start.start - b.start.start);
+    for (const n of nodes) {
+      n.delegator = undefined;
+      n.via = 'parent_child';
+      n.viaSpan = n.id;
+      const startParent = n.start.parent;
+      // Explicit records first: they name the delegator even where the tree does not.
+      const graphParent = n.start.graphNodeParentId;
+      if (graphParent) {
+        const from = lastBefore(nodes, n, (c) => c !== n && (c.start.graphNodeId === graphParent || sameAgent(c.role, graphParent)));
+        if (from) this.#setDelegator(n, from, 'graph_parent', n.id);
+      }
+      if (!n.delegator) {
+        const t = lastTransferTo(this.transfers, n);
+        if (t?.agentNode && t.agentNode !== n) this.#setDelegator(n, t.agentNode, t.operation === 'handoff' ? 'handoff' : 'transfer', t.id);
+      }
+      if (!n.delegator && startParent?.agentNode && !startParent.agentNode.anonymous) {
+        this.#setDelegator(n, startParent.agentNode, startParent.remoteAgent ? 'remote' : 'parent_child', n.id);
+      }
+      if (!n.delegator && !startParent && n.start.links) {
+        for (const l of n.start.links) {
+          const other = l.traceId === this.traceId ? this.spans.get(l.spanId) : this.#opts.lookup(l.traceId, l.spanId);
+          if (other?.agentNode && other.agentNode !== n) {
+            this.#setDelegator(n, other.agentNode, 'link', n.id);
+            break;
+          }
+        }
+      }
+    }
+    for (const n of nodes) {
+      // Walk up to the root; a delegation loop stops the walk where it closes.
+      const chain: AgentNode[] = [];
+      const seen = new Set<AgentNode>();
+      for (let c: AgentNode | undefined = n; c && !seen.has(c); c = c.delegator) {
+        seen.add(c);
+        chain.push(c);
+      }
+      chain.reverse();
+      n.depth = chain.length - 1;
+      n.root = chain[0]!.role;
+      n.path = chain.map((c) => c.role).join('>');
+    }
+  }
+
+  #setDelegator(n: AgentNode, from: AgentNode, via: DelegationVia, span: string): void {
+    n.delegator = from;
+    n.via = via;
+    n.viaSpan = span;
+  }
+
+  touch(now: number): void {
+    this.lastSeen = now;
+  }
+}
+
+function attach(parent: SpanNode, child: SpanNode): void {
+  child.parent = parent;
+  (parent.children ??= []).push(child);
+}
+
+/** The latest node before `n` (by start time) that matches. */
+function lastBefore(sorted: AgentNode[], n: AgentNode, match: (c: AgentNode) => boolean): AgentNode | undefined {
+  let found: AgentNode | undefined;
+  for (const c of sorted) {
+    if (c.start.start > n.start.start) break;
+    if (match(c)) found = c;
+  }
+  return found;
+}
+
+/** The latest transfer/handoff span naming n's role that happened before n started, outside n. */
+function lastTransferTo(transfers: readonly SpanNode[], n: AgentNode): SpanNode | undefined {
+  let found: SpanNode | undefined;
+  for (const t of transfers) {
+    if (t.start > n.start.start + 1) continue;
+    if (!sameAgent(t.transferTo, n.role)) continue;
+    if (t.agentNode === n) continue;
+    if (!found || t.start > found.start) found = t;
+  }
+  return found;
+}

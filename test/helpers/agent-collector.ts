@@ -1,0 +1,95 @@
+// A collector with the agent-semantics pipeline (normalize → tracegraph → enrich) in-process,
+// exporting to a FakeBackend, for scenario tests with real instrumentation.
+import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
+import { FakeBackend } from './fake-backend.ts';
+import { startCollector, type TestCollector } from './collector.ts';
+import { plainSpans, type PlainSpan } from './plain-spans.ts';
+
+/** GET /api/traces/{traceId}/graph */
+export interface TraceGraphJson {
+  traceId: string;
+  spanCount: number;
+  nodes: {
+    /** The id of the span where this agent invocation starts. */
+    id: string;
+    role: string;
+    instance: string;
+    workloads: string[];
+    depth: number;
+    root: string;
+    path: string;
+    spanCount: number;
+    tools: string[];
+    targets: string[];
+    credentials: string[];
+  }[];
+  edges: {
+    from: string;
+    to: string;
+    fromRole: string;
+    toRole: string;
+    via: 'parent_child' | 'handoff' | 'graph_parent' | 'transfer' | 'remote' | 'link';
+    /** The span that shows the delegation. */
+    spanId: string;
+  }[];
+}
+
+export interface AgentCollector {
+  collector: TestCollector;
+  backend: FakeBackend;
+  /** OTLP/HTTP base URL, e.g. http://127.0.0.1:43123 (exporters append /v1/traces). */
+  httpUrl: string;
+  grpcAddress: string;
+  graph(traceId: string): Promise<TraceGraphJson>;
+  /** Waits until the backend has at least n spans, then returns every exported span. */
+  exported(n: number, timeoutMs?: number): Promise<PlainSpan[]>;
+  stop(): Promise<void>;
+}
+
+export async function startAgentCollector(extraProcessorConfig = ''): Promise<AgentCollector> {
+  const backend = await FakeBackend.start();
+  const collector = await startCollector(`
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:0" }
+      http: { endpoint: "127.0.0.1:0" }
+processors:
+  normalize: {}
+  tracegraph: {}
+  enrich: { hold: 100ms }
+  ${extraProcessorConfig}
+exporters:
+  otlp: { endpoint: "${backend.httpUrl}", protocol: http/protobuf, compression: none }
+extensions:
+  admin: { endpoint: "127.0.0.1:0" }
+service:
+  extensions: [admin]
+  telemetry: { logs: { level: warn } }
+  pipelines:
+    traces: { receivers: [otlp], processors: [normalize, tracegraph, enrich], exporters: [otlp] }
+`);
+  return {
+    collector,
+    backend,
+    httpUrl: collector.httpUrl,
+    grpcAddress: collector.grpcAddress,
+    async graph(traceId) {
+      const res = await fetch(`${collector.adminUrl}/api/traces/${traceId}/graph`);
+      if (res.status !== 200) throw new Error(`graph of ${traceId}: HTTP ${res.status} ${await res.text()}`);
+      return (await res.json()) as TraceGraphJson;
+    },
+    async exported(n, timeoutMs = 15_000) {
+      await backend.waitForDelivered(n, timeoutMs);
+      return plainSpans(backend.requests.filter((r) => r.answer.kind === 'success').map((r) => ({ resourceSpans: decodeAll(r.body) })));
+    },
+    async stop() {
+      await collector.stop();
+      await backend.close();
+    },
+  };
+}
+
+function decodeAll(body: Buffer) {
+  return decodeTraceProtobuf(body).batch.resourceSpans;
+}
