@@ -111,28 +111,31 @@ export class Enrich implements Processor {
     return Promise.resolve();
   }
 
-  /** Sends on every batch whose hold is over (all of them when flushing), in arrival order. */
+  /** Sends on every batch whose hold is over (all of them when flushing), in arrival order; one run at a time. */
   #release(flush: boolean): Promise<void> {
-    this.#releasing ??= (async () => {
+    if (this.#releasing) return this.#releasing;
+    const run = this.#sendDue(flush).finally(() => {
+      // Cleared in a later microtask, after the assignment below, even when nothing was due.
+      this.#releasing = undefined;
+    });
+    this.#releasing = run;
+    return run;
+  }
+
+  async #sendDue(flush: boolean): Promise<void> {
+    while (this.#held.length > 0 && (flush || this.#held[0]!.due <= this.now())) {
+      const h = this.#held[0]!;
+      enrichBatch(h.batch, h.nodes);
       try {
-        while (this.#held.length > 0 && (flush || this.#held[0]!.due <= this.now())) {
-          const h = this.#held[0]!;
-          enrichBatch(h.batch, h.nodes);
-          try {
-            await this.#next.consume(h.batch, h.ctx);
-          } catch (err) {
-            if (!isPermanent(err)) return; // downstream is full: keep it held and try on the next tick
-            this.#dropped.inc([this.#set.id, 'permanent_error'], h.batch.spanCount);
-            this.#set.logger.warn({ spans: h.batch.spanCount, err: errorMessage(err) }, 'dropped a batch the next component refused permanently');
-          }
-          this.#held.shift();
-          this.#heldSpans -= h.batch.spanCount;
-        }
-      } finally {
-        this.#releasing = undefined;
+        await this.#next.consume(h.batch, h.ctx);
+      } catch (err) {
+        if (!isPermanent(err)) return; // downstream is full: keep it held and try on the next tick
+        this.#dropped.inc([this.#set.id, 'permanent_error'], h.batch.spanCount);
+        this.#set.logger.warn({ spans: h.batch.spanCount, err: errorMessage(err) }, 'dropped a batch the next component refused permanently');
       }
-    })();
-    return this.#releasing;
+      this.#held.shift();
+      this.#heldSpans -= h.batch.spanCount;
+    }
   }
 
   async shutdown(signal: AbortSignal): Promise<void> {

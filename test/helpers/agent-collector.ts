@@ -1,5 +1,8 @@
 // A collector with the agent-semantics pipeline (normalize → tracegraph → enrich) in-process,
 // exporting to a FakeBackend, for scenario tests with real instrumentation.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from './fake-backend.ts';
 import { startCollector, type TestCollector } from './collector.ts';
@@ -46,8 +49,16 @@ export interface AgentCollector {
   stop(): Promise<void>;
 }
 
-export async function startAgentCollector(extraProcessorConfig = ''): Promise<AgentCollector> {
+export interface AgentCollectorOptions {
+  /** service.data_dir (where the HMAC key is kept); a fresh temp dir by default. */
+  dataDir?: string;
+  /** More processor definitions, YAML lines under `processors:`. */
+  extraProcessors?: string;
+}
+
+export async function startAgentCollector(opts: AgentCollectorOptions = {}): Promise<AgentCollector> {
   const backend = await FakeBackend.start();
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'agentsec-data-'));
   const collector = await startCollector(`
 receivers:
   otlp:
@@ -58,14 +69,15 @@ processors:
   normalize: {}
   tracegraph: {}
   enrich: { hold: 100ms }
-  ${extraProcessorConfig}
+  ${opts.extraProcessors ?? ''}
 exporters:
   otlp: { endpoint: "${backend.httpUrl}", protocol: http/protobuf, compression: none }
 extensions:
   admin: { endpoint: "127.0.0.1:0" }
 service:
   extensions: [admin]
-  telemetry: { logs: { level: warn } }
+  data_dir: "${dataDir}"
+  telemetry: { logs: { level: info } }
   pipelines:
     traces: { receivers: [otlp], processors: [normalize, tracegraph, enrich], exporters: [otlp] }
 `);
