@@ -6,6 +6,7 @@ import { ConfigError, errorMessage } from './errors.ts';
 import { components } from './components.ts';
 import { loadConfig, Service } from './service.ts';
 import { StartError } from './pipeline/build.ts';
+import { analyze } from './analyze.ts';
 
 export const EXIT = { OK: 0, FAILURE: 1, USAGE: 2, CONFIG: 3, START: 4 } as const;
 
@@ -17,6 +18,9 @@ const USAGE = `agentsec collector — finds the attack chains between AI agents 
 usage:
   agentsec run [--config FILE | --config env:VAR]   run the collector (default: the embedded config)
   agentsec validate [--config FILE]                 check a config and exit
+  agentsec analyze FILE... [--config FILE] [--policy FILE] [--out-spans FILE]
+                                                    run the agent processors offline over OTLP/JSON
+                                                    files (- reads stdin); findings as NDJSON on stdout
   agentsec components                               list the component types
   agentsec --help
 
@@ -43,7 +47,12 @@ export async function main(argv: string[]): Promise<number> {
     parsed = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        config: { type: 'string', short: 'c' },
+        policy: { type: 'string' },
+        'out-spans': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
     });
   } catch (err) {
     return fail(EXIT.USAGE, `${errorMessage(err)}\n\n${USAGE}`);
@@ -53,6 +62,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(USAGE + '\n');
     return EXIT.OK;
   }
+  if (command === 'analyze') return runAnalyze(rest, parsed.values.config, parsed.values.policy, parsed.values['out-spans']);
   if (rest.length > 0) return fail(EXIT.USAGE, `unexpected argument ${JSON.stringify(rest[0])}\n\n${USAGE}`);
   const source = parsed.values.config ?? defaultConfigSource();
 
@@ -78,6 +88,30 @@ export async function main(argv: string[]): Promise<number> {
       return fail(EXIT.USAGE, `a command is required\n\n${USAGE}`);
     default:
       return fail(EXIT.USAGE, `unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+  }
+}
+
+async function runAnalyze(files: string[], configSource: string | undefined, policy: string | undefined, outSpans: string | undefined): Promise<number> {
+  if (files.length === 0) return fail(EXIT.USAGE, `analyze needs at least one FILE (or - for stdin)\n\n${USAGE}`);
+  let config;
+  if (configSource) {
+    try {
+      config = loadConfig({ source: configSource });
+    } catch (err) {
+      return configFailure(configSource, err);
+    }
+  }
+  if (policy) process.stderr.write('agentsec analyze: --policy is read once detection ships; it has no effect yet\n');
+  try {
+    const s = await analyze({ files, config, outSpans });
+    process.stderr.write(
+      `agentsec analyze: ${s.spans} spans in ${s.traces} traces (${s.agents} agent roles) from ${s.requests} requests` +
+        (s.rejectedSpans ? `, ${s.rejectedSpans} spans rejected` : '') +
+        (outSpans ? `; enriched spans written to ${outSpans}` : '') + '\n',
+    );
+    return EXIT.OK;
+  } catch (err) {
+    return fail(EXIT.FAILURE, `analyze: ${errorMessage(err)}`);
   }
 }
 

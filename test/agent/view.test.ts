@@ -1,0 +1,68 @@
+// The canonical view of spans from each dialect (genai-attributes.md §3–4), and credentials.
+import { describe, expect, it } from 'vitest';
+import { normalizeSpan, type SpanView } from '../../src/agent/view.ts';
+import { StringPool } from '../../src/agent/values.ts';
+import { CredentialReader, jwtClaims, loadHmacKey } from '../../src/agent/credentials.ts';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KeyValue, Span } from '../../src/otlp/types.ts';
+
+const opts = { pool: new StringPool(), credentialAttributes: new Set(['ai.request.headers.authorization', 'http.request.header.authorization']), credentials: new CredentialReader(Buffer.alloc(32, 1)) };
+
+function view(name: string, attrs: Record<string, string | string[]>, kind = 1, parent = true): SpanView {
+  const attributes: KeyValue[] = Object.entries(attrs).map(([key, v]) => ({ key, value: Array.isArray(v) ? { arrayValue: { values: v.map((s) => ({ stringValue: s })) } } : { stringValue: v } }));
+  const span: Span = { traceId: new Uint8Array(16), spanId: new Uint8Array(8), parentSpanId: parent ? new Uint8Array(8).fill(1) : new Uint8Array(0), name, kind, attributes };
+  return normalizeSpan(span, opts);
+}
+
+describe('canonical view by dialect', () => {
+  it.each([
+    ['GenAI semconv', view('execute_tool web_search', { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.agent.name': 'research', 'gen_ai.tool.name': 'web_search', 'gen_ai.tool.call.arguments': '{"q":"mail bob@corp.example"}' }), { operation: 'execute_tool', agent: 'research', tool: 'web_search', argTargets: ['bob@corp.example'] }],
+    ['AI SDK v6 agent', view('ai.generateText', { 'ai.telemetry.functionId': 'support', 'ai.model.provider': 'openai.chat', 'ai.model.id': 'gpt-x' }), { operation: 'invoke_agent', agent: 'support', provider: 'openai', model: 'gpt-x' }],
+    ['AI SDK v6 tool', view('ai.toolCall', { 'ai.toolCall.name': 'http_get', 'ai.toolCall.args': '{"url":"https://API.example.com/x"}' }), { operation: 'execute_tool', agent: '', tool: 'http_get', argTargets: ['api.example.com'] }],
+    ['OpenInference agent', view('Billing', { 'openinference.span.kind': 'AGENT', 'graph.node.id': 'Billing', 'graph.node.parent_id': 'Triage' }), { operation: 'invoke_agent', agent: 'Billing', graphNodeParentId: 'Triage' }],
+    ['OpenInference workflow root', view('Agent workflow', { 'openinference.span.kind': 'AGENT' }, 1, false), { operation: 'invoke_agent', agent: '' }],
+    ['OpenInference handoff', view('handoff to Billing', { 'openinference.span.kind': 'TOOL', 'tool.name': 'handoff_to_Billing', 'input.value': '{"from_agent":"Triage"}', 'output.value': '{"to_agent":"Billing"}' }), { operation: 'handoff', transferTo: 'Billing', handoffFrom: 'Triage', transferMode: 'pass_control' }],
+    ['Traceloop agent', view('ops.agent', { 'traceloop.span.kind': 'agent', 'traceloop.entity.name': 'ops' }), { operation: 'invoke_agent', agent: 'ops' }],
+    ['Traceloop tool', view('read_logs.tool', { 'traceloop.span.kind': 'tool', 'traceloop.entity.name': 'read_logs', 'traceloop.entity.input': '{"args":["https://logs.internal/q"]}' }), { operation: 'execute_tool', tool: 'read_logs', argTargets: ['logs.internal'] }],
+    ['Mastra 0.x', view('agent.supervisor', { 'gen_ai.operation.name': 'agent.run', 'gen_ai.agent.id': 'supervisor', 'mastra.span.type': 'agent_run' }), { operation: 'invoke_agent', agent: 'supervisor' }],
+    ['Mastra 1.x tool', view('execute_tool sql', { 'mastra.span.type': 'tool_call', 'gen_ai.tool.name': 'sql_query' }), { operation: 'execute_tool', tool: 'sql_query' }],
+    ['transfer', view('execute_tool transfer', { 'gen_ai.tool.name': 'ask', 'gen_ai.transfer.target.name': 'weather', 'gen_ai.transfer.mode': 'return_to_caller' }), { transferTo: 'weather', transferMode: 'return_to_caller' }],
+    ['remote invoke_agent CLIENT', view('invoke_agent executor', { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'executor' }, 3), { agent: '', remoteAgent: 'executor' }],
+    ['targets', view('GET', { 'url.full': 'https://User:pw@Data.Example.com:8443/a?b', 'http.request.method': 'GET', 'db.system.name': 'postgresql', 'db.operation.name': 'SELECT', 'mcp.method.name': 'tools/call' }), { host: 'data.example.com', method: 'GET', db: 'postgresql SELECT', mcpMethod: 'tools/call' }],
+    ['old generation', view('chat', { 'gen_ai.system': 'anthropic', 'gen_ai.request.model': 'claude' }), { provider: 'anthropic', model: 'claude' }],
+  ])('%s', (_name, v, expected) => {
+    expect(v).toMatchObject(expected);
+  });
+});
+
+describe('credentials', () => {
+  it('replaces a bearer header (string or string[]) by its fingerprint and keeps the scheme', () => {
+    const attrs: KeyValue[] = [{ key: 'ai.request.headers.authorization', value: { stringValue: 'Bearer abc.def' } }];
+    const v = normalizeSpan({ traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: attrs }, opts);
+    expect(v.credential).toMatchObject({ scheme: 'bearer', attribute: 'ai.request.headers.authorization' });
+    expect(attrs[0]!.value).toEqual({ stringValue: v.credential!.fingerprint });
+    expect(v.credential!.fingerprint).toBe(opts.credentials.fingerprint('abc.def'));
+
+    const list: KeyValue[] = [{ key: 'http.request.header.authorization', value: { arrayValue: { values: [{ stringValue: 'Bearer one' }, { stringValue: 'Bearer two' }] } } }];
+    normalizeSpan({ traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: list }, opts);
+    expect(JSON.stringify(list)).not.toMatch(/one|two/);
+  });
+
+  it('reads JWT claims without trusting them, including the act chain and cnf', () => {
+    const payload = { sub: 'u1', client_id: 'orchestrator', scp: ['a', 'b'], aud: 'api', exp: 1_900_000_000, act: { sub: 'research', act: { client_id: 'analysis' } }, cnf: { jkt: 'thumb' } };
+    const jwt = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.`;
+    expect(jwtClaims(jwt + 'sig')).toEqual({ sub: 'u1', clientId: 'orchestrator', scope: ['a', 'b'], aud: ['api'], exp: 1_900_000_000, actors: ['research', 'analysis'], cnf: { jkt: 'thumb' } });
+    expect(jwtClaims('not.a.jwt')).toBeUndefined();
+    expect(new CredentialReader(Buffer.alloc(32)).read(`Bearer ${jwt}sig`).scheme).toBe('jwt');
+  });
+
+  it('generates a key once, private to the owner, and reuses it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'key-'));
+    const a = loadHmacKey(undefined, dir);
+    expect(loadHmacKey(undefined, dir).equals(a)).toBe(true);
+    expect(statSync(join(dir, 'hmac.key')).mode & 0o777).toBe(0o600);
+    expect(() => loadHmacKey('short', dir)).toThrow(/at least 32 bytes/);
+  });
+});
