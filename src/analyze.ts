@@ -112,7 +112,7 @@ export async function analyze(opts: AnalyzeOptions): Promise<AnalyzeSummary> {
   } finally {
     if (graph) {
       summary.traces = graph.store.size;
-      summary.agents = new Set([...graph.store.values()].flatMap((t) => [...t.nodes.values()].filter((n) => !n.anonymous).map((n) => n.role))).size;
+      summary.agents = new Set([...graph.store.values()].flatMap((t) => [...t.nodes.values()].filter((n) => !n.transparent).map((n) => n.role))).size;
     }
     const signal = AbortSignal.timeout(30_000);
     for (const p of processors) await p.shutdown(signal);

@@ -7,7 +7,7 @@ import { encodeTraceProtobuf } from '../otlp/encode.ts';
 import { TRACE_EXPORT_PATH } from '../otlp/proto.ts';
 import { GrpcCode, retryDelayFromRpcStatus } from '../otlp/status.ts';
 import type { OtlpExporterSettings } from './otlp.ts';
-import { partialSuccessFromProtobuf, perBatch, type OtlpTarget, type OtlpTransport, type TlsMaterial } from './otlp-transport.ts';
+import { partialSuccessFromProtobuf, type OtlpTarget, type OtlpTransport, type TlsMaterial } from './otlp-transport.ts';
 
 const RETRYABLE_CODES: ReadonlySet<number> = new Set([
   GrpcCode.CANCELLED,
@@ -38,17 +38,17 @@ export function grpcTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
   const client = new grpc.Client(target.address, credentials, options);
   const metadata = new grpc.Metadata();
   for (const [key, value] of Object.entries(cfg.headers)) metadata.set(key, value);
-  const requestBytes = perBatch((batch) => {
-    const bytes = encodeTraceProtobuf(batch.resourceSpans);
-    return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  });
 
   return {
-    push: (batch, signal) =>
+    encode: (batch) => {
+      const bytes = encodeTraceProtobuf(batch.resourceSpans);
+      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    },
+    send: (request, signal) =>
       new Promise((resolve, reject) => {
         signal.throwIfAborted();
         const deadline = cfg.timeout > 0 ? Date.now() + cfg.timeout : Infinity;
-        const call = client.makeUnaryRequest(TRACE_EXPORT_PATH, identity, identity, requestBytes(batch), metadata.clone(), { deadline }, (err, response) => {
+        const call = client.makeUnaryRequest(TRACE_EXPORT_PATH, identity, identity, request, metadata.clone(), { deadline }, (err, response) => {
           signal.removeEventListener('abort', cancel);
           if (err) reject(classify(err));
           else resolve(response && partialSuccessFromProtobuf(response));

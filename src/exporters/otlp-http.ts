@@ -10,7 +10,7 @@ import { encodeTraceJson, encodeTraceProtobuf } from '../otlp/encode.ts';
 import { RETRY_INFO_TYPE_URL, RpcStatus } from '../otlp/proto.ts';
 import { parseRetryAfter, retryDelayFromRpcStatus } from '../otlp/status.ts';
 import type { OtlpExporterSettings } from './otlp.ts';
-import { partialSuccessFromJson, partialSuccessFromProtobuf, perBatch, type OtlpTarget, type OtlpTransport, type TlsMaterial } from './otlp-transport.ts';
+import { partialSuccessFromJson, partialSuccessFromProtobuf, type OtlpTarget, type OtlpTransport, type TlsMaterial } from './otlp-transport.ts';
 
 const RETRYABLE_STATUSES: ReadonlySet<number> = new Set([429, 502, 503, 504]);
 /** OTLP recommends servers keep responses under 4 MiB; read no more than that. */
@@ -35,11 +35,6 @@ export function httpTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
   const json = cfg.protocol === 'http/json';
   const headers: http.OutgoingHttpHeaders = { ...cfg.headers, 'content-type': json ? 'application/json' : 'application/x-protobuf' };
   if (cfg.compression === 'gzip') headers['content-encoding'] = 'gzip';
-  const requestBody = perBatch((batch): Promise<Buffer> => {
-    const encoded = json ? Buffer.from(encodeTraceJson(batch.resourceSpans)) : encodeTraceProtobuf(batch.resourceSpans);
-    // Compress off the event loop (zlib's thread pool).
-    return cfg.compression === 'gzip' ? gzipAsync(encoded) : Promise.resolve(Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength));
-  });
 
   const post = (body: Buffer, signal: AbortSignal) =>
     new Promise<HttpAnswer>((resolve, reject) => {
@@ -58,8 +53,12 @@ export function httpTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
     });
 
   return {
-    async push(batch, signal) {
-      const request = await requestBody(batch);
+    encode(batch) {
+      const encoded = json ? Buffer.from(encodeTraceJson(batch.resourceSpans)) : encodeTraceProtobuf(batch.resourceSpans);
+      // Compressed once, off the event loop (zlib's thread pool); the queue holds the result.
+      return cfg.compression === 'gzip' ? gzipAsync(encoded) : Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+    },
+    async send(request, signal) {
       let answer: HttpAnswer;
       try {
         answer = await post(request, signal);

@@ -1,14 +1,18 @@
 // What the otlp exporter's gRPC and HTTP transports share: the contract, the resolved
-// endpoint, TLS material, the per-batch encoding cache and reading partial success.
+// endpoint, TLS material and reading partial success.
 import { readFile } from 'node:fs/promises';
-import { errorMessage, PermanentError } from '../errors.ts';
 import { ExportTraceServiceResponse, Long } from '../otlp/proto.ts';
 import type { TraceBatch } from '../otlp/types.ts';
-import type { PushFn, PushResult } from '../pipeline/exporter-helper.ts';
+import type { PushResult, SendFn } from '../pipeline/exporter-helper.ts';
 import type { OtlpExporterSettings } from './otlp.ts';
 
+/**
+ * One transport of the otlp exporter: encodes a batch once, when the exporter accepts it
+ * (the sending queue then holds these bytes), and sends those bytes on every attempt.
+ */
 export interface OtlpTransport {
-  push: PushFn;
+  encode(batch: TraceBatch): Buffer | Promise<Buffer>;
+  send: SendFn<Buffer>;
   close(): void;
 }
 
@@ -44,27 +48,6 @@ export async function loadTls(tls: OtlpExporterSettings['tls']): Promise<TlsMate
     ...(key && { key }),
     skipVerify: tls?.insecure_skip_verify ?? false,
     ...(tls?.server_name_override && { serverName: tls.server_name_override }),
-  };
-}
-
-/**
- * Memoizes an encoding per batch: the exporter helper hands the same batch object to every
- * retry, so a batch is encoded (and compressed) once however often it is sent. A batch that
- * cannot be encoded never will be: that failure is permanent.
- */
-export function perBatch<T>(encode: (batch: TraceBatch) => T): (batch: TraceBatch) => T {
-  const cache = new WeakMap<TraceBatch, T>();
-  return (batch) => {
-    let encoded = cache.get(batch);
-    if (encoded === undefined) {
-      try {
-        encoded = encode(batch);
-      } catch (err) {
-        throw new PermanentError(`cannot encode the batch: ${errorMessage(err)}`, { cause: err });
-      }
-      cache.set(batch, encoded);
-    }
-    return encoded;
   };
 }
 

@@ -116,8 +116,11 @@ export const otlpExporterFactory: ExporterFactory<typeof OtlpExporterConfig> = {
           transport?.close();
         },
       },
-      // The helper pushes only once start has resolved, so the transport exists.
-      (batch, signal) => transport!.push(batch, signal),
+      // The helper encodes and sends only once start has resolved, so the transport exists.
+      {
+        encode: (batch) => transport!.encode(batch),
+        send: (payload, signal) => transport!.send(payload, signal),
+      },
     );
   },
 };

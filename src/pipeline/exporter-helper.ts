@@ -1,11 +1,16 @@
-// The exporterhelper (the collector's exporter/exporterhelper): every exporter is a push
-// function wrapped in a bounded sending queue, a retry loop with exponential backoff, and a
-// per-attempt timeout. It owns the accounting: every span it accepts ends as sent or as
-// counted dropped with a reason, and every drop is logged once per batch.
+// The exporterhelper (the collector's exporter/exporterhelper): every exporter is an encode
+// and a send function wrapped in a bounded sending queue, a retry loop with exponential
+// backoff, and a per-attempt timeout. It owns the accounting: every span it accepts ends as
+// sent or as counted dropped with a reason, and every drop is logged once per batch.
+//
+// A batch is encoded once, in consume(), before it is queued: the queue holds the encoded
+// payload (bytes), not the decoded batch, so the decoded objects become garbage as soon as
+// the request is answered (node-performance.md: decoded data kept alive is what limits
+// throughput, through GC), and every retry sends the same bytes.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import type { Exporter, Settings } from '../component/types.ts';
-import { errorMessage, findRetryable, isPermanent, RetryableError } from '../errors.ts';
+import { errorMessage, findRetryable, isPermanent, PermanentError, RetryableError } from '../errors.ts';
 import type { TraceBatch } from '../otlp/types.ts';
 import { DEFAULT_RETRY_AFTER_MS } from '../otlp/status.ts';
 import type { CounterHandle } from '../telemetry/metrics.ts';
@@ -54,12 +59,25 @@ export interface PushResult {
 }
 
 /**
- * Sends one batch once. Throws RetryableError (retryAfterMs = the server's hint) or
+ * Sends one encoded payload once. Throws RetryableError (retryAfterMs = the server's hint) or
  * PermanentError; any other error counts as retryable. Must give up when `signal` aborts
- * (attempt timeout or shutdown). The same batch object comes back on each retry, so a
- * transport may cache its encoding per batch.
+ * (attempt timeout or shutdown). The same payload comes back on each retry: never mutate it.
  */
-export type PushFn = (batch: TraceBatch, signal: AbortSignal) => Promise<PushResult | void>;
+export type SendFn<P> = (payload: P, signal: AbortSignal) => Promise<PushResult | void>;
+
+/** A send function for the batch itself (identity encoding): for exporters in the request path. */
+export type PushFn = SendFn<TraceBatch>;
+
+/** What a queued exporter supplies: how to encode a batch once, and how to send the encoding. */
+export interface EncodingExporter<P> {
+  /**
+   * Runs in consume(), before the batch is queued, once per batch. The payload must not
+   * reference the batch (its objects are meant to die with the request). A throw, or a
+   * rejected promise, means the batch can never be sent: consume() refuses it as permanent.
+   */
+  encode(batch: TraceBatch): P | Promise<P>;
+  send: SendFn<P>;
+}
 
 export interface ExporterHelperOptions {
   sending_queue: SendingQueueSettings;
@@ -96,17 +114,24 @@ export class Backoff {
   }
 }
 
+/** An encoded batch and the spans it carries. */
+interface Entry<P> {
+  payload: P;
+  spanCount: number;
+}
+
 /**
- * FIFO of batches bounded in spans. A batch holds its spans from offer() until done(), so
- * batches being sent or retried count against the capacity too.
+ * FIFO of encoded batches bounded in spans. A batch holds its spans from reserve() until
+ * done() (or release() when its encoding fails), so batches being encoded, sent or retried
+ * count against the capacity too.
  */
-class BatchQueue {
+class PayloadQueue<P> {
   readonly capacity: number;
-  #items: (TraceBatch | undefined)[] = [];
+  #items: (Entry<P> | undefined)[] = [];
   #head = 0;
   #heldSpans = 0;
   #closed = false;
-  readonly #takers: ((batch: TraceBatch | undefined) => void)[] = [];
+  readonly #takers: ((entry: Entry<P> | undefined) => void)[] = [];
 
   constructor(capacity: number) {
     this.capacity = capacity;
@@ -116,26 +141,38 @@ class BatchQueue {
     return this.#heldSpans;
   }
 
-  /** False when full. A batch larger than the whole queue fits only into an empty one. */
-  offer(batch: TraceBatch): boolean {
-    if (this.#heldSpans > 0 && this.#heldSpans + batch.spanCount > this.capacity) return false;
-    this.#heldSpans += batch.spanCount;
-    const taker = this.#takers.shift();
-    if (taker) taker(batch);
-    else this.#items.push(batch);
+  /**
+   * Holds room for `spans` before the batch is encoded; false when full. A batch larger
+   * than the whole queue fits only into an empty one.
+   */
+  reserve(spans: number): boolean {
+    if (this.#heldSpans > 0 && this.#heldSpans + spans > this.capacity) return false;
+    this.#heldSpans += spans;
     return true;
   }
 
+  /** Gives back room reserved for a batch that will not be queued. */
+  release(spans: number): void {
+    this.#heldSpans -= spans;
+  }
+
+  /** Queues an encoded batch whose spans were reserved. */
+  put(entry: Entry<P>): void {
+    const taker = this.#takers.shift();
+    if (taker) taker(entry);
+    else this.#items.push(entry);
+  }
+
   /** The next batch; undefined once the queue is closed and empty. */
-  take(): Promise<TraceBatch | undefined> {
+  take(): Promise<Entry<P> | undefined> {
     if (this.#head < this.#items.length) return Promise.resolve(this.#shift());
     if (this.#closed) return Promise.resolve(undefined);
     return new Promise((resolve) => this.#takers.push(resolve));
   }
 
   /** The batch was sent or dropped: release its spans. */
-  done(batch: TraceBatch): void {
-    this.#heldSpans -= batch.spanCount;
+  done(entry: Entry<P>): void {
+    this.#heldSpans -= entry.spanCount;
   }
 
   close(): void {
@@ -144,16 +181,16 @@ class BatchQueue {
   }
 
   /** Removes and returns every batch still waiting. */
-  drain(): TraceBatch[] {
-    const rest = this.#items.slice(this.#head) as TraceBatch[];
+  drain(): Entry<P>[] {
+    const rest = this.#items.slice(this.#head) as Entry<P>[];
     this.#items = [];
     this.#head = 0;
-    for (const batch of rest) this.done(batch);
+    for (const entry of rest) this.done(entry);
     return rest;
   }
 
-  #shift(): TraceBatch {
-    const batch = this.#items[this.#head]!;
+  #shift(): Entry<P> {
+    const entry = this.#items[this.#head]!;
     this.#items[this.#head++] = undefined;
     // Reclaim the consumed prefix without paying Array.shift's copy on every take.
     if (this.#head === this.#items.length) {
@@ -163,7 +200,7 @@ class BatchQueue {
       this.#items = this.#items.slice(this.#head);
       this.#head = 0;
     }
-    return batch;
+    return entry;
   }
 }
 
@@ -175,7 +212,7 @@ interface ExporterMetrics {
   dropped: Record<DropReason, CounterHandle>;
 }
 
-function exporterMetrics(set: Settings, queue: BatchQueue | undefined): ExporterMetrics {
+function exporterMetrics(set: Settings, queue: PayloadQueue<unknown> | undefined): ExporterMetrics {
   const m = set.metrics;
   const id = set.id;
   const dropped = m.counter('agentsec_exporter_dropped_spans_total', 'Spans the exporter gave up on, by reason.', ['exporter', 'reason']);
@@ -194,16 +231,25 @@ function exporterMetrics(set: Settings, queue: BatchQueue | undefined): Exporter
   };
 }
 
-export function createExporter(set: Settings, opts: ExporterHelperOptions, push: PushFn): Exporter {
-  return new HelperExporter(set, opts, push);
+const identity = <T>(value: T): T => value;
+
+/**
+ * `push` is either a send function for the batch itself (identity encoding: what the
+ * in-request-path exporters use) or an encode + send pair, which a queued exporter should
+ * use so that its queue holds bytes rather than decoded batches.
+ */
+export function createExporter<P>(set: Settings, opts: ExporterHelperOptions, push: PushFn | EncodingExporter<P>): Exporter {
+  const fns = typeof push === 'function' ? { encode: identity<TraceBatch>, send: push } : push;
+  return new HelperExporter(set, opts, fns as EncodingExporter<unknown>);
 }
 
-class HelperExporter implements Exporter {
+class HelperExporter<P> implements Exporter {
   readonly mutatesData = false;
   readonly #set: Settings;
   readonly #opts: ExporterHelperOptions;
-  readonly #push: PushFn;
-  readonly #queue: BatchQueue | undefined;
+  readonly #encode: EncodingExporter<P>['encode'];
+  readonly #send: SendFn<P>;
+  readonly #queue: PayloadQueue<P> | undefined;
   readonly #metrics: ExporterMetrics;
   /** Aborted when shutdown gives up: cuts in-flight attempts and backoff sleeps short. */
   readonly #stop = new AbortController();
@@ -213,14 +259,17 @@ class HelperExporter implements Exporter {
   readonly #consumers: Promise<void>[] = [];
   /** Sends awaited by consume() when the queue is disabled. */
   readonly #directSends = new Set<Promise<void>>();
+  /** Asynchronous encodes of accepted batches not yet queued: shutdown waits for them. */
+  readonly #encoding = new Set<Promise<unknown>>();
   #droppedAtShutdown = 0;
 
-  constructor(set: Settings, opts: ExporterHelperOptions, push: PushFn) {
+  constructor(set: Settings, opts: ExporterHelperOptions, fns: EncodingExporter<P>) {
     this.#set = set;
     this.#opts = opts;
-    this.#push = push;
-    this.#queue = opts.sending_queue.enabled ? new BatchQueue(opts.sending_queue.queue_size) : undefined;
-    this.#metrics = exporterMetrics(set, this.#queue);
+    this.#encode = fns.encode;
+    this.#send = fns.send;
+    this.#queue = opts.sending_queue.enabled ? new PayloadQueue<P>(opts.sending_queue.queue_size) : undefined;
+    this.#metrics = exporterMetrics(set, this.#queue as PayloadQueue<unknown> | undefined);
   }
 
   start(): Promise<void> {
@@ -241,14 +290,42 @@ class HelperExporter implements Exporter {
       throw new RetryableError(message, { reason: this.#state === 'created' ? 'not_started' : 'shutting_down', retryAfterMs: DEFAULT_RETRY_AFTER_MS });
     }
     if (batch.spanCount === 0) return; // an empty envelope carries nothing to forward
-    if (!this.#queue) return this.#sendDirect(batch);
-    if (!this.#queue.offer(batch)) {
-      this.#metrics.enqueueFailed.inc(batch.spanCount);
+    const queue = this.#queue;
+    if (!queue) return this.#sendDirect(batch);
+    const spanCount = batch.spanCount;
+    // Room first, so that a batch about to be refused is not encoded for nothing.
+    if (!queue.reserve(spanCount)) {
+      this.#metrics.enqueueFailed.inc(spanCount);
       throw new RetryableError(
-        `sending queue is full (${this.#queue.heldSpans} of ${this.#queue.capacity} spans held, batch of ${batch.spanCount}); retry later`,
+        `sending queue is full (${queue.heldSpans} of ${queue.capacity} spans held, batch of ${spanCount}); retry later`,
         { reason: 'queue_full', retryAfterMs: DEFAULT_RETRY_AFTER_MS },
       );
     }
+    let payload: P | Promise<P>;
+    try {
+      payload = this.#encode(batch);
+    } catch (err) {
+      throw this.#refuseUnencodable(queue, spanCount, err);
+    }
+    if (!(payload instanceof Promise)) return queue.put({ payload, spanCount });
+    const encoding = payload.then(
+      (encoded) => queue.put({ payload: encoded, spanCount }),
+      (err: unknown) => {
+        throw this.#refuseUnencodable(queue, spanCount, err);
+      },
+    );
+    this.#encoding.add(encoding);
+    const forget = () => void this.#encoding.delete(encoding);
+    encoding.then(forget, forget);
+    return encoding;
+  }
+
+  /** A batch that cannot be encoded never will be: refused to the caller as permanent, not queued. */
+  #refuseUnencodable(queue: PayloadQueue<P>, spanCount: number, err: unknown): Error {
+    queue.release(spanCount);
+    const refused = unencodable(err);
+    this.#countFailure(spanCount, refused, true);
+    return refused;
   }
 
   shutdown(signal: AbortSignal): Promise<void> {
@@ -262,10 +339,12 @@ class HelperExporter implements Exporter {
     if (signal.aborted) giveUp();
     try {
       await this.#starting?.catch(() => {}); // a failed start was reported to start's caller
+      // Batches accepted while being encoded join the queue before it closes.
+      await Promise.allSettled(this.#encoding);
       // Consumers keep sending, with retries, until the queue is empty or we give up.
       this.#queue?.close();
       await Promise.allSettled([...this.#consumers, ...this.#directSends]);
-      for (const batch of this.#queue?.drain() ?? []) this.#countDropped(batch.spanCount, 'shutdown');
+      for (const entry of this.#queue?.drain() ?? []) this.#countDropped(entry.spanCount, 'shutdown');
     } finally {
       signal.removeEventListener('abort', giveUp);
     }
@@ -275,50 +354,62 @@ class HelperExporter implements Exporter {
     await this.#opts.shutdown?.();
   }
 
-  async #runConsumer(queue: BatchQueue): Promise<void> {
+  async #runConsumer(queue: PayloadQueue<P>): Promise<void> {
     // Once shutdown gives up, what is left in the queue is counted by #shutdown, unsent.
     while (!this.#stop.signal.aborted) {
-      const batch = await queue.take();
-      if (batch === undefined) return;
-      await this.#export(batch).catch(() => {}); // #export has counted and logged the failure
-      queue.done(batch);
+      const entry = await queue.take();
+      if (entry === undefined) return;
+      await this.#export(entry).catch(() => {}); // #export has counted and logged the failure
+      queue.done(entry);
     }
   }
 
   #sendDirect(batch: TraceBatch): Promise<void> {
-    const send = this.#export(batch);
+    const send = this.#encodeAndExport(batch);
     const forget = () => void this.#directSends.delete(send);
     this.#directSends.add(send);
     send.then(forget, forget);
     return send;
   }
 
-  /** Sends with retries and accounts for the outcome; rethrows the final failure. */
-  async #export(batch: TraceBatch): Promise<void> {
-    let result: PushResult | void;
+  async #encodeAndExport(batch: TraceBatch): Promise<void> {
+    let payload: P;
     try {
-      result = await this.#sendWithRetry(batch);
+      payload = await this.#encode(batch);
     } catch (err) {
-      this.#countFailure(batch, err);
-      throw err;
+      const refused = unencodable(err);
+      this.#countFailure(batch.spanCount, refused);
+      throw refused;
     }
-    this.#countSent(batch, result);
+    return this.#export({ payload, spanCount: batch.spanCount });
   }
 
-  async #sendWithRetry(batch: TraceBatch): Promise<PushResult | void> {
+  /** Sends with retries and accounts for the outcome; rethrows the final failure. */
+  async #export(entry: Entry<P>): Promise<void> {
+    let result: PushResult | void;
+    try {
+      result = await this.#sendWithRetry(entry);
+    } catch (err) {
+      this.#countFailure(entry.spanCount, err);
+      throw err;
+    }
+    this.#countSent(entry.spanCount, result);
+  }
+
+  async #sendWithRetry(entry: Entry<P>): Promise<PushResult | void> {
     const retry = this.#opts.retry_on_failure;
     const backoff = new Backoff(retry);
     const startedAt = performance.now();
     for (;;) {
       try {
-        return await this.#push(batch, this.#attemptSignal());
+        return await this.#send(entry.payload, this.#attemptSignal());
       } catch (err) {
         if (!retry.enabled || isPermanent(err) || this.#stop.signal.aborted) throw err;
         // The server's throttle hint is a floor, never a ceiling (collector retry_sender).
         const delay = Math.max(backoff.next(), findRetryable(err)?.retryAfterMs ?? 0);
         if (retry.max_elapsed_time > 0 && performance.now() - startedAt + delay > retry.max_elapsed_time) throw err;
         this.#metrics.retries.inc();
-        this.#set.logger.debug({ spans: batch.spanCount, delay_ms: Math.round(delay), error: errorMessage(err) }, 'export failed, will retry');
+        this.#set.logger.debug({ spans: entry.spanCount, delay_ms: Math.round(delay), error: errorMessage(err) }, 'export failed, will retry');
         try {
           await sleep(delay, undefined, { signal: this.#stop.signal });
         } catch {
@@ -333,30 +424,30 @@ class HelperExporter implements Exporter {
     return timeout > 0 ? AbortSignal.any([AbortSignal.timeout(timeout), this.#stop.signal]) : this.#stop.signal;
   }
 
-  #countSent(batch: TraceBatch, result: PushResult | void): void {
-    const rejected = Math.min(Math.max(Math.trunc(result?.rejectedSpans ?? 0), 0), batch.spanCount);
-    this.#metrics.sent.inc(batch.spanCount - rejected);
+  #countSent(spanCount: number, result: PushResult | void): void {
+    const rejected = Math.min(Math.max(Math.trunc(result?.rejectedSpans ?? 0), 0), spanCount);
+    this.#metrics.sent.inc(spanCount - rejected);
     if (rejected > 0) this.#metrics.dropped.rejected_by_downstream.inc(rejected);
     // Partial success is final (OTLP: MUST NOT retry); with 0 rejected it is a warning.
     if (rejected > 0 || result?.message) {
       this.#set.logger.warn(
-        { spans: batch.spanCount, rejected_spans: rejected, reason: 'rejected_by_downstream', message: result?.message },
+        { spans: spanCount, rejected_spans: rejected, reason: 'rejected_by_downstream', message: result?.message },
         'downstream rejected part of the batch',
       );
     }
   }
 
-  #countFailure(batch: TraceBatch, err: unknown): void {
-    this.#metrics.sendFailed.inc(batch.spanCount);
+  /** `refused`: consume() rejects, so the caller refuses the batch to its client (not a drop). */
+  #countFailure(spanCount: number, err: unknown, refused = !this.#queue): void {
+    this.#metrics.sendFailed.inc(spanCount);
     const reason: DropReason = isPermanent(err) ? 'permanent_error' : this.#stop.signal.aborted ? 'shutdown' : 'retries_exhausted';
-    if (!this.#queue) {
-      // Not dropped: consume() rejects, so the caller refuses the batch to its client.
-      this.#set.logger.warn({ spans: batch.spanCount, reason, error: errorMessage(err) }, 'export failed; refusing the batch');
+    if (refused) {
+      this.#set.logger.warn({ spans: spanCount, reason, error: errorMessage(err) }, 'export failed; refusing the batch');
       return;
     }
-    this.#countDropped(batch.spanCount, reason);
+    this.#countDropped(spanCount, reason);
     if (reason !== 'shutdown') {
-      this.#set.logger.warn({ spans: batch.spanCount, reason, error: errorMessage(err) }, 'export failed: dropped spans');
+      this.#set.logger.warn({ spans: spanCount, reason, error: errorMessage(err) }, 'export failed: dropped spans');
     }
   }
 
@@ -365,4 +456,9 @@ class HelperExporter implements Exporter {
     this.#metrics.dropped[reason].inc(spans);
     if (reason === 'shutdown') this.#droppedAtShutdown += spans;
   }
+}
+
+/** An encoding failure, as the permanent error consume() refuses with. */
+function unencodable(err: unknown): Error {
+  return err instanceof PermanentError ? err : new PermanentError(`cannot encode the batch: ${errorMessage(err)}`, { cause: err });
 }

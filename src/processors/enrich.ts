@@ -2,7 +2,8 @@
 // agentsec.agent.role, agentsec.chain.depth, agentsec.chain.root, agentsec.chain.path and
 // agentsec.credential.fingerprint. Each batch is held for `hold` so that a parent and its
 // children usually arrive (and are stitched) before either leaves; a span whose parent comes
-// later still leaves on time, enriched with what is known then.
+// later still leaves on time, enriched with what is known then (nothing, when it names no agent
+// and its parent is still to come).
 //
 // Held batches are acknowledged to the client when they enter the hold: waiting `hold` per
 // request would cap every client that exports one batch at a time. The hold is bounded in
@@ -53,13 +54,19 @@ export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void
           s.trace.derive();
           derived.add(s.trace);
         }
-        const added: KeyValue[] = [
-          { key: ATTR.role, value: { stringValue: s.agent } },
-          { key: ATTR.depth, value: { intValue: n.depth } },
-          { key: ATTR.root, value: { stringValue: n.root } },
-          { key: ATTR.path, value: { stringValue: n.path } },
-        ];
+        const added: KeyValue[] = [];
+        // A span of no agent (an HTTP server, a workflow wrapper) gets no role; nor does one that
+        // names no agent while its parent is still to come: its role is unknown, not guessed.
+        if (!n.transparent && (s.named || !s.awaitsAncestor())) {
+          added.push(
+            { key: ATTR.role, value: { stringValue: s.agent } },
+            { key: ATTR.depth, value: { intValue: n.depth } },
+            { key: ATTR.root, value: { stringValue: n.root } },
+            { key: ATTR.path, value: { stringValue: n.path } },
+          );
+        }
         if (s.credential) added.push({ key: ATTR.fingerprint, value: { stringValue: s.credential } });
+        if (added.length === 0) continue;
         const own = span.attributes ?? [];
         // A span that passed another agentsec (a sidecar) has these keys already: ours win.
         span.attributes = own.some((kv) => kv.key.startsWith('agentsec.') && kv.key in REPLACED) ? own.filter((kv) => !(kv.key in REPLACED)).concat(added) : own.concat(added);

@@ -17,12 +17,14 @@ export function graphJson(trace: TraceGraph) {
     if (s.workload.service) a.workloads.add(s.workload.service);
     a.instances.add(s.agentId || s.agent);
   }
-  const nodes = [...trace.nodes.values()].sort((x, y) => x.start.start - y.start.start || x.depth - y.depth);
+  const nodes = [...trace.nodes.values()].filter((n) => !n.transparent).sort((x, y) => x.start.start - y.start.start || x.depth - y.depth);
   const sorted = (s: Set<string> | undefined) => [...(s ?? [])].sort();
   return {
     traceId: trace.traceId,
     spanCount: trace.spans.size,
     pendingParents: trace.pending.size,
+    /** Spans of no agent (HTTP servers, workflow wrappers with no GenAI activity). */
+    unattributedSpans: [...trace.spans.values()].filter((s) => s.agentNode?.transparent).length,
     nodes: nodes.map((n) => {
       const a = agg.get(n.id);
       return {

@@ -14,6 +14,8 @@ export interface LinkRef {
   spanId: string;
 }
 
+const ACTIVE_OPERATIONS = new Set(['chat', 'execute_tool', 'embeddings', 'retrieval', 'handoff']);
+
 /** What the graph keeps of a span: a few interned strings and numbers, never the span. */
 export class SpanNode {
   readonly id: string;
@@ -44,6 +46,10 @@ export class SpanNode {
   readonly end: number;
   /** Resolved: own agent, else inherited, else the service name. */
   agent = '';
+  /** False when `agent` is only the service-name fallback. */
+  named = false;
+  /** GenAI activity (a model call or a tool): what makes even a span that names no agent an agent's. */
+  readonly active: boolean;
   agentNode: AgentNode | undefined = undefined;
 
   constructor(trace: TraceGraph, id: string, parentId: string, view: SpanView, workload: Workload, start: number, end: number, links: LinkRef[] | undefined) {
@@ -70,6 +76,14 @@ export class SpanNode {
     this.links = links;
     this.start = start;
     this.end = end;
+    this.active = this.tool !== '' || this.model !== '' || ACTIVE_OPERATIONS.has(this.operation);
+  }
+
+  /** True while some ancestor has not arrived: what is inherited from above is not known yet. */
+  awaitsAncestor(): boolean {
+    let top: SpanNode = this;
+    for (let guard = 0; top.parent && guard < 10_000; guard++) top = top.parent;
+    return top.parentId !== '';
   }
 
   /** Rough heap bytes, for the store's byte budget. */
@@ -83,11 +97,18 @@ export class AgentNode {
   readonly id: string;
   readonly start: SpanNode;
   role: string;
-  /**
-   * True when no span named the agent and the role is only the service-name fallback (an HTTP
-   * server or workflow span above the first agent): such a node is not a delegation hop.
-   */
+  /** True when no span named the agent: the role is only the service-name fallback. */
   anonymous = false;
+  /** Some span of it shows GenAI activity (a model call, a tool). */
+  active = false;
+
+  /**
+   * An anonymous node with no GenAI activity (an HTTP server, a workflow wrapper): not an agent.
+   * It is no node of the graph and no delegation hop; agents delegate through it.
+   */
+  get transparent(): boolean {
+    return this.anonymous && !this.active;
+  }
   /** Who delegated to this invocation, and how (derived). */
   delegator: AgentNode | undefined = undefined;
   via: DelegationVia = 'parent_child';
@@ -161,26 +182,34 @@ export class TraceGraph {
     return true;
   }
 
-  /** Re-resolves agent identity and agent nodes for the subtree under `top`. */
+  /**
+   * Re-resolves agent identity and agent nodes for the subtree under `top`. Identity is
+   * inherited down the tree, but not across a workload boundary (another service's spans are
+   * that service's own work), except where a remote invoke_agent CLIENT span names the agent it
+   * calls.
+   */
   #resolve(top: SpanNode): void {
     const stack: SpanNode[] = [top];
     while (stack.length > 0) {
       const s = stack.pop()!;
       const p = s.parent;
-      const inherited = p ? p.remoteAgent || p.agent : '';
-      const named = s.ownAgent || inherited;
+      const crosses = p !== undefined && p.workload.key !== s.workload.key;
+      const named = s.ownAgent || (p ? p.remoteAgent || (!crosses && p.named ? p.agent : '') : '');
       const agent = named || s.workload.service;
-      const startsNode = !p || agent !== p.agent;
+      const startsNode = !p || crosses || agent !== p.agent || (named !== '') !== p.named;
       s.agent = agent;
+      s.named = named !== '';
       if (startsNode) {
         let node = this.nodes.get(s.id);
         if (!node) this.nodes.set(s.id, (node = new AgentNode(s)));
         node.role = agent;
-        node.anonymous = !named;
+        node.anonymous = !s.named;
+        node.active = s.active;
         s.agentNode = node;
       } else {
         this.nodes.delete(s.id);
         s.agentNode = p.agentNode;
+        if (s.active && s.agentNode) s.agentNode.active = true;
       }
       if (s.children) for (const c of s.children) stack.push(c);
     }
@@ -206,8 +235,18 @@ export class TraceGraph {
         const t = lastTransferTo(this.transfers, n);
         if (t?.agentNode && t.agentNode !== n) this.#setDelegator(n, t.agentNode, t.operation === 'handoff' ? 'handoff' : 'transfer', t.id);
       }
-      if (!n.delegator && startParent?.agentNode && !startParent.agentNode.anonymous) {
-        this.#setDelegator(n, startParent.agentNode, startParent.remoteAgent ? 'remote' : 'parent_child', n.id);
+      if (!n.delegator && startParent?.agentNode) {
+        // Through anonymous nodes (a service's own spans between two agents) to the agent above.
+        let via: DelegationVia = startParent.remoteAgent ? 'remote' : startParent.workload.key !== n.start.workload.key ? 'remote' : 'parent_child';
+        let d: AgentNode | undefined = startParent.agentNode;
+        const seen = new Set<AgentNode>();
+        while (d && d.transparent && !n.transparent && !seen.has(d)) {
+          seen.add(d);
+          const above: SpanNode | undefined = d.start.parent;
+          if (above && (above.remoteAgent || above.workload.key !== d.start.workload.key)) via = 'remote';
+          d = above?.agentNode;
+        }
+        if (d && d !== n) this.#setDelegator(n, d, via, n.id);
       }
       if (!n.delegator && !startParent && n.start.links) {
         for (const l of n.start.links) {
@@ -220,17 +259,18 @@ export class TraceGraph {
       }
     }
     for (const n of nodes) {
-      // Walk up to the root; a delegation loop stops the walk where it closes.
+      // Walk up to the root agent, over named agents only; a delegation loop stops the walk
+      // where it closes. A transparent node acts within the chain of the agent above it.
       const chain: AgentNode[] = [];
       const seen = new Set<AgentNode>();
       for (let c: AgentNode | undefined = n; c && !seen.has(c); c = c.delegator) {
         seen.add(c);
-        chain.push(c);
+        if (!c.transparent) chain.push(c);
       }
       chain.reverse();
-      n.depth = chain.length - 1;
-      n.root = chain[0]!.role;
-      n.path = chain.map((c) => c.role).join('>');
+      n.depth = Math.max(0, chain.length - 1);
+      n.root = chain[0]?.role ?? n.role;
+      n.path = chain.length > 0 ? chain.map((c) => c.role).join('>') : n.role;
     }
   }
 

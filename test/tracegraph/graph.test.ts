@@ -95,8 +95,8 @@ describe('trace graph', () => {
       { id: '5', parent: '4', name: 'lookup_invoice', t: 5, attrs: { 'openinference.span.kind': 'TOOL', 'tool.name': 'lookup_invoice' } },
     ]);
     const s = summary(store);
-    // The workflow root names no agent: it is the service, not a delegation hop.
-    expect(s.nodes).toEqual(['Billing@1 Triage>Billing [lookup_invoice]', 'Triage@0 Triage []', 'app@0 app []']);
+    // The workflow root names no agent and does no GenAI work: it is no agent at all.
+    expect(s.nodes).toEqual(['Billing@1 Triage>Billing [lookup_invoice]', 'Triage@0 Triage []']);
     expect(s.edges).toEqual(expect.arrayContaining(['Triage->Billing graph_parent']));
     // Without graph.node.parent_id, the handoff span alone makes the edge.
     const handoffOnly = build([
@@ -130,9 +130,18 @@ describe('trace graph', () => {
       { id: '2', parent: '1', name: 'enqueue', t: 2, service: 'gateway', attrs: { 'gen_ai.agent.name': 'intake' } },
       { id: '9', name: 'consume', kind: 5, t: 3, service: 'worker', trace: other, links: [{ traceId: TRACE, spanId: '2' }], attrs: { 'gen_ai.agent.name': 'worker' } },
     ]);
-    // The gateway's server span names no agent: its role is its service, and it is no hop.
-    expect(summary(store).nodes).toEqual(['gateway@0 gateway []', 'intake@0 intake []']);
+    // The gateway's server span names no agent and does no GenAI work: it is no agent, and no hop.
+    expect(summary(store).nodes).toEqual(['intake@0 intake []']);
     expect(summary(store, other)).toEqual({ nodes: ['worker@1 intake>worker []'], edges: ['intake->worker link'] });
+  });
+
+  it('makes a service that names no agent but calls models an agent under its service name', () => {
+    const store = build([
+      { id: '1', name: 'POST /chat', kind: 2, t: 1, service: 'support-bot' },
+      { id: '2', parent: '1', name: 'chat gpt-4o', kind: 3, t: 2, service: 'support-bot', attrs: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-4o' } },
+      { id: '3', parent: '1', name: 'execute_tool lookup', t: 3, service: 'support-bot', attrs: { 'gen_ai.tool.name': 'lookup' } },
+    ]);
+    expect(summary(store)).toEqual({ nodes: ['support-bot@0 support-bot [lookup]'], edges: [] });
   });
 
   it('keeps one summary per span id when a client resends', () => {
