@@ -5,6 +5,7 @@ import { memoryLimiterFactory } from './processors/memory-limiter.ts';
 import { normalizeFactory } from './processors/normalize.ts';
 import { traceGraphFactory } from './processors/tracegraph.ts';
 import { enrichFactory } from './processors/enrich.ts';
+import { detectFactory } from './processors/detect.ts';
 import { otlpExporterFactory } from './exporters/otlp.ts';
 import { fileExporterFactory } from './exporters/file.ts';
 import { debugExporterFactory } from './exporters/debug.ts';
@@ -16,6 +17,7 @@ export function components(): Registry {
     memoryLimiterFactory,
     normalizeFactory,
     traceGraphFactory,
+    detectFactory,
     enrichFactory,
     otlpExporterFactory,
     fileExporterFactory,

@@ -226,6 +226,8 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   v.tool = opts.pool.intern(v.tool);
   v.transferTo = opts.pool.intern(v.transferTo);
   v.method = opts.pool.intern(v.method);
+  v.path = opts.pool.intern(v.path);
+  v.mcpMethod = opts.pool.intern(v.mcpMethod);
   return v;
 }
 

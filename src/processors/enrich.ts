@@ -11,7 +11,8 @@
 // status, so back-pressure still reaches clients and nothing accepted is dropped silently.
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
-import type { KeyValue, TraceBatch } from '../otlp/types.ts';
+import type { KeyValue, Span, TraceBatch } from '../otlp/types.ts';
+import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
 import { errorMessage, isPermanent, RetryableError } from '../errors.ts';
 import { spanNodes } from '../agent/annotations.ts';
@@ -31,6 +32,9 @@ export const ATTR = {
   root: 'agentsec.chain.root',
   path: 'agentsec.chain.path',
   fingerprint: 'agentsec.credential.fingerprint',
+  findingKind: 'agentsec.finding.kind',
+  findingKinds: 'agentsec.finding.kinds',
+  findingSeverity: 'agentsec.finding.severity',
 } as const;
 
 interface Held {
@@ -66,6 +70,7 @@ export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void
           );
         }
         if (s.credential) added.push({ key: ATTR.fingerprint, value: { stringValue: s.credential } });
+        if (s.findings) addFindings(span, s.findings, added);
         if (added.length === 0) continue;
         const own = span.attributes ?? [];
         // A span that passed another agentsec (a sidecar) has these keys already: ours win.
@@ -76,6 +81,35 @@ export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void
 }
 
 const REPLACED: Record<string, true> = Object.fromEntries(Object.values(ATTR).map((k) => [k, true]));
+
+/**
+ * The findings a span shows (DESIGN §4): the most severe kind as a plain string (Jaeger compares
+ * array tags as JSON strings, so an exact tag search needs a string), all kinds, the highest
+ * severity, and an agentsec.finding event per finding.
+ */
+function addFindings(span: Span, findings: readonly Finding[], added: KeyValue[]): void {
+  const worst = findings.reduce((a, b) => (severityRank(b.severity) > severityRank(a.severity) ? b : a));
+  const kinds = [...new Set(findings.map((f) => f.kind))];
+  added.push(
+    { key: ATTR.findingKind, value: { stringValue: worst.kind } },
+    { key: ATTR.findingKinds, value: { arrayValue: { values: kinds.map((k) => ({ stringValue: k })) } } },
+    { key: ATTR.findingSeverity, value: { stringValue: worst.severity } },
+  );
+  const at = span.endTimeUnixNano ?? span.startTimeUnixNano ?? 0;
+  span.events = (span.events ?? []).concat(
+    findings.map((f) => ({
+      timeUnixNano: at,
+      name: 'agentsec.finding',
+      attributes: [
+        { key: 'agentsec.finding.id', value: { stringValue: f.id } },
+        { key: 'agentsec.finding.kind', value: { stringValue: f.kind } },
+        { key: 'agentsec.finding.severity', value: { stringValue: f.severity } },
+        { key: 'agentsec.finding.owasp', value: { stringValue: f.owasp } },
+        { key: 'agentsec.finding.summary', value: { stringValue: f.summary } },
+      ],
+    })),
+  );
+}
 
 export class Enrich implements Processor {
   readonly mutatesData = true;

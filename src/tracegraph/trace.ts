@@ -6,6 +6,7 @@
 // and from explicit records (handoffs, graph.node.parent_id, gen_ai.transfer.*, span links).
 // Depth, root and path are derived lazily, once per change of the trace.
 import type { SpanView, Workload } from '../agent/view.ts';
+import type { Finding } from '../detect/finding.ts';
 
 export type DelegationVia = 'parent_child' | 'handoff' | 'graph_parent' | 'transfer' | 'remote' | 'link';
 
@@ -38,12 +39,18 @@ export class SpanNode {
   readonly model: string;
   readonly provider: string;
   readonly mcp: string;
+  readonly mcpMethod: string;
+  readonly method: string;
+  readonly path: string;
+  readonly db: string;
   readonly argTargets: readonly string[] | undefined;
   readonly workload: Workload;
   readonly links: readonly LinkRef[] | undefined;
   /** Milliseconds since the epoch. */
   readonly start: number;
   readonly end: number;
+  /** Findings this span shows (set by detect, written onto the span by enrich). */
+  findings: Finding[] | undefined = undefined;
   /** Resolved: own agent, else inherited, else the service name. */
   agent = '';
   /** False when `agent` is only the service-name fallback. */
@@ -71,6 +78,10 @@ export class SpanNode {
     this.model = view.model;
     this.provider = view.provider;
     this.mcp = view.mcpMethod || view.mcpResource ? `${view.mcpMethod} ${view.mcpResource}`.trim() : '';
+    this.mcpMethod = view.mcpMethod;
+    this.method = view.method;
+    this.path = view.path;
+    this.db = view.db;
     this.argTargets = view.argTargets;
     this.workload = workload;
     this.links = links;
@@ -88,7 +99,7 @@ export class SpanNode {
 
   /** Rough heap bytes, for the store's byte budget. */
   estimateBytes(): number {
-    return 360 + (this.argTargets ? 16 * this.argTargets.length : 0) + (this.links ? 120 * this.links.length : 0);
+    return 400 + (this.argTargets ? 16 * this.argTargets.length : 0) + (this.links ? 120 * this.links.length : 0);
   }
 }
 

@@ -1,0 +1,43 @@
+// excessive_depth: an agent invocation deeper in the delegation chain than its role allows
+// (policy roles.<role>.max_depth), or than the hard cap for every role (reference/detection.md:
+// OWASP's Rego uses depth > 5; MS AGT caps delegation at 3). Shown on the deep agent's first span.
+import { z } from 'zod';
+import type { DetectorDefinition } from '../detector.ts';
+import { agentChain, hopsOf } from '../detector.ts';
+
+export const ExcessiveDepthConfig = z.strictObject({
+  /** Deepest delegation any role may reach when its policy sets none. */
+  max_depth: z.number().int().nonnegative().default(5),
+});
+
+export const excessiveDepth: DetectorDefinition<typeof ExcessiveDepthConfig> = {
+  kind: 'excessive_depth',
+  config: ExcessiveDepthConfig,
+  create(cfg, ctx) {
+    return {
+      kind: 'excessive_depth',
+      onSpans(trace, added, report) {
+        const policy = ctx.policy();
+        const seen = new Set<string>();
+        for (const { span } of added) {
+          const node = span.agentNode;
+          if (!node || node.transparent || seen.has(node.id)) continue;
+          seen.add(node.id);
+          const limit = policy.role(node.role)?.max_depth ?? cfg.max_depth;
+          if (node.depth <= limit) continue;
+          const chain = agentChain(node);
+          report({
+            key: node.id,
+            severity: node.depth > limit + 2 ? 'high' : 'medium',
+            confidence: 'high',
+            summary: `${node.role} acts at delegation depth ${node.depth}, beyond the ${limit} its role allows (${node.path})`,
+            spans: [node.start, ...chain.slice(0, -1).map((n) => n.start)],
+            chain: hopsOf(chain),
+            evidence: { depth: node.depth, max_depth: limit, path: node.path, limit_from: policy.role(node.role)?.max_depth !== undefined ? 'role policy' : 'default' },
+          });
+        }
+        void trace;
+      },
+    };
+  },
+};

@@ -1,0 +1,66 @@
+// What every finding gets, whatever its kind: deduplication, a finding span in the same trace,
+// the attributes and event on the span that shows it, the sinks, the API filters. Shown with
+// excessive_depth, the simplest detector.
+import { describe, expect, it } from 'vitest';
+import { detectHarness, TRACE, type SpanSpec } from '../helpers/detect-harness.ts';
+import { parsePolicy } from '../../src/detect/policy.ts';
+import { toOcsf } from '../../src/detect/finding.ts';
+
+/** a → b → c → d: depth 3 for d. */
+const CHAIN: SpanSpec[] = [
+  { id: '1', t: 0, d: 100, attrs: { 'gen_ai.agent.name': 'a' } },
+  { id: '2', parent: '1', t: 1, d: 90, attrs: { 'gen_ai.agent.name': 'b' } },
+  { id: '3', parent: '2', t: 2, d: 80, attrs: { 'gen_ai.agent.name': 'c' } },
+  { id: '4', parent: '3', t: 3, d: 70, attrs: { 'gen_ai.agent.name': 'd' } },
+  { id: '5', parent: '4', t: 4, attrs: { 'gen_ai.tool.name': 'shell' } },
+];
+
+describe('detect', () => {
+  it('reports once, with a finding span, span attributes and event, sinks and API', async () => {
+    const h = detectHarness('roles: { d: { max_depth: 2 } }');
+    await h.send(CHAIN);
+    await h.send(CHAIN); // a client resend: judged once
+    const findings = h.findings();
+    expect(findings).toHaveLength(1);
+    const f = findings[0]!;
+    expect(f).toMatchObject({ kind: 'excessive_depth', traceId: TRACE, owasp: 'ASI08', spanIds: ['0000000000000004', '0000000000000001', '0000000000000002', '0000000000000003'] });
+    expect(f.chain.map((c) => c.role)).toEqual(['a', 'b', 'c', 'd']);
+    expect(f.evidence).toMatchObject({ depth: 3, max_depth: 2 });
+
+    const out = h.exported();
+    const shows = out.find((s) => s.spanId === '0000000000000004')!;
+    expect(shows.attributes).toMatchObject({ 'agentsec.finding.kind': 'excessive_depth', 'agentsec.finding.kinds': ['excessive_depth'], 'agentsec.finding.severity': f.severity });
+    expect(shows.events.map((e) => e.name)).toEqual(['agentsec.finding']);
+    const findingSpans = out.filter((s) => s.resource['service.name'] === 'agentsec');
+    expect(findingSpans).toHaveLength(1);
+    expect(findingSpans[0]).toMatchObject({ traceId: TRACE, parentSpanId: '0000000000000004', name: 'agentsec.finding excessive_depth', status: { code: 2 } });
+    expect(findingSpans[0]!.links.map((l) => l.spanId)).toEqual(f.spanIds);
+
+    expect(h.stdout.map((l) => JSON.parse(l).id)).toEqual([f.id]);
+    expect(h.detect.list({ kind: 'tool_loop' }).findings).toEqual([]);
+    expect(h.detect.list({ role: 'c', severity: 'low' }).findings).toHaveLength(1);
+    expect(() => h.detect.list({ severity: 'huge' })).toThrow(/severity must be/);
+  });
+
+  it('uses the default cap when the role has no policy, and stays quiet within it', async () => {
+    const h = detectHarness();
+    await h.send(CHAIN);
+    expect(h.findings()).toEqual([]);
+    const deep = detectHarness('', { detectors: { excessive_depth: { max_depth: 1 } } });
+    await deep.send(CHAIN);
+    expect(deep.findings().map((f) => f.chain.at(-1)!.role).sort()).toEqual(['c', 'd']);
+  });
+
+  it('maps a finding to OCSF Detection Finding', async () => {
+    const h = detectHarness('roles: { d: { max_depth: 0 } }', { jaeger_ui_url: 'http://jaeger:16686/' });
+    await h.send(CHAIN);
+    const f = h.findings()[0]!;
+    expect(f.link).toBe(`http://jaeger:16686/trace/${TRACE}`);
+    expect(toOcsf(f, '0.1.0')).toMatchObject({ class_uid: 2004, category_uid: 2, type_uid: 200401, finding_info: { uid: f.id, types: ['excessive_depth'], src_url: f.link } });
+  });
+
+  it('rejects a broken policy with the key that is wrong', () => {
+    expect(() => parsePolicy('capabilities: [{ name: x, match: {}, sink: teleport }]', 'p.yaml')).toThrow(/policy::capabilities::0::match: needs at least one of tool/);
+    expect(() => parsePolicy('roles: { a: { mode: audit } }', 'p.yaml')).toThrow(/policy::roles::a::mode/);
+  });
+});

@@ -1,0 +1,99 @@
+// The detection pipeline in-process (normalize → tracegraph → detect → enrich, hold 0) with a
+// policy given as YAML and spans built compactly, for detector and scenario tests.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Normalize, NormalizeConfig } from '../../src/processors/normalize.ts';
+import { TraceGraphConfig, TraceGraphProcessor } from '../../src/processors/tracegraph.ts';
+import { Detect, DetectConfig } from '../../src/processors/detect.ts';
+import { Enrich, EnrichConfig } from '../../src/processors/enrich.ts';
+import { decodeTraceJson } from '../../src/otlp/decode.ts';
+import type { Finding } from '../../src/detect/finding.ts';
+import { plainSpans, type PlainSpan } from './plain-spans.ts';
+import { TracesSink } from './sink.ts';
+import { testSettings } from './settings.ts';
+
+export interface SpanSpec {
+  /** Short hex id, padded to 16 digits. */
+  id: string;
+  parent?: string;
+  name?: string;
+  /** OTLP kind: 1 internal, 2 server, 3 client. */
+  kind?: number;
+  /** Start, in ms from the trace's start. */
+  t: number;
+  /** Duration in ms (default 1). */
+  d?: number;
+  service?: string;
+  trace?: string;
+  attrs?: Record<string, string | number | string[]>;
+  links?: { trace?: string; span: string }[];
+}
+
+export const TRACE = '0123456789abcdef0123456789abcdef';
+const BASE_MS = Date.parse('2026-11-21T10:00:00Z');
+
+export function otlpJson(spans: SpanSpec[]): string {
+  const byService = new Map<string, SpanSpec[]>();
+  for (const s of spans) {
+    const svc = s.service ?? 'agents';
+    byService.set(svc, [...(byService.get(svc) ?? []), s]);
+  }
+  const nanos = (ms: number) => (BigInt(BASE_MS + Math.round(ms * 1000) / 1000) * 1_000_000n).toString();
+  return JSON.stringify({
+    resourceSpans: [...byService].map(([svc, list]) => ({
+      resource: { attributes: [{ key: 'service.name', value: { stringValue: svc } }] },
+      scopeSpans: [{
+        spans: list.map((s) => ({
+          traceId: s.trace ?? TRACE,
+          spanId: s.id.padStart(16, '0'),
+          ...(s.parent ? { parentSpanId: s.parent.padStart(16, '0') } : {}),
+          name: s.name ?? 'span',
+          kind: s.kind ?? 1,
+          startTimeUnixNano: nanos(s.t),
+          endTimeUnixNano: nanos(s.t + (s.d ?? 1)),
+          attributes: Object.entries(s.attrs ?? {}).map(([key, v]) => ({
+            key,
+            value: Array.isArray(v) ? { arrayValue: { values: v.map((x) => ({ stringValue: x })) } } : typeof v === 'number' ? { intValue: v } : { stringValue: v },
+          })),
+          links: (s.links ?? []).map((l) => ({ traceId: l.trace ?? s.trace ?? TRACE, spanId: l.span.padStart(16, '0') })),
+        })),
+      }],
+    })),
+  });
+}
+
+export interface DetectHarness {
+  detect: Detect;
+  sink: TracesSink;
+  /** Sends spans as one batch (call several times for several batches). */
+  send(spans: SpanSpec[]): Promise<void>;
+  findings(): Finding[];
+  exported(): PlainSpan[];
+  /** Lines the stdout finding sink wrote. */
+  stdout: string[];
+}
+
+export function detectHarness(policyYaml = '', detectConfig: Record<string, unknown> = {}): DetectHarness {
+  const dir = mkdtempSync(join(tmpdir(), 'agentsec-detect-'));
+  const policy = join(dir, 'policy.yaml');
+  writeFileSync(policy, policyYaml);
+  const set = testSettings('detect');
+  const sink = new TracesSink();
+  const stdout: string[] = [];
+  const enrich = new Enrich(set, EnrichConfig.parse({ hold: 0 }), sink);
+  const detect = new Detect(set, DetectConfig.parse({ policy, sinks: { ndjson: [{ path: '-' }] }, ...detectConfig }), enrich, { write: (s: string) => stdout.push(s) });
+  const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), detect);
+  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'detect-harness-key-0123456789abcdef' }), graph);
+  detect.now = () => BASE_MS + 60_000;
+  return {
+    detect,
+    sink,
+    stdout,
+    async send(spans) {
+      await normalize.consume(decodeTraceJson(otlpJson(spans)).batch, { receiver: 'test', transport: 'http' });
+    },
+    findings: () => detect.list({}).findings,
+    exported: () => plainSpans(sink.batches),
+  };
+}
