@@ -25,13 +25,18 @@ import { BadInputError, errorMessage } from './errors.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { MetricsRegistry } from './telemetry/metrics.ts';
 import { TraceGraphProcessor } from './processors/tracegraph.ts';
+import { Detect, DetectConfig } from './processors/detect.ts';
 
 export interface AnalyzeOptions {
   files: string[];
   /** A config whose first traces pipeline gives the processors (default: normalize, tracegraph, enrich). */
   config?: ResolvedConfig;
   outSpans?: string;
+  /** A policy file for detection (overrides the config's). */
+  policy?: string;
   stdin?: Readable;
+  /** Where findings go, as native NDJSON; stdout by default. */
+  stdout?: { write(s: string): unknown };
   stderr?: Writable & { isTTY?: boolean };
   /** Where the HMAC key lives when the config does not give one. */
   dataDir?: string;
@@ -43,11 +48,12 @@ export interface AnalyzeSummary {
   rejectedSpans: number;
   traces: number;
   agents: number;
+  findings: number;
 }
 
 /** Processors that make sense offline; memory_limiter and the like are skipped. */
-const OFFLINE = new Set(['normalize', 'tracegraph', 'enrich']);
-const DEFAULT_PROCESSORS: [string, unknown][] = [['normalize', {}], ['tracegraph', {}], ['enrich', {}]];
+const OFFLINE = new Set(['normalize', 'tracegraph', 'detect', 'enrich']);
+const DEFAULT_PROCESSORS: [string, unknown][] = [['normalize', {}], ['tracegraph', {}], ['detect', {}], ['enrich', {}]];
 
 export async function analyze(opts: AnalyzeOptions): Promise<AnalyzeSummary> {
   const stderr = opts.stderr ?? process.stderr;
@@ -69,11 +75,19 @@ export async function analyze(opts: AnalyzeOptions): Promise<AnalyzeSummary> {
   const output: TracesConsumer = { mutatesData: false, consume: (b, ctx) => (pass === 1 ? Promise.resolve() : sink.consume(b, ctx)) };
   let next: TracesConsumer = output;
   let graph: TraceGraphProcessor | undefined;
+  let detect: Detect | undefined;
   for (const [id, cfg] of [...chosen].reverse()) {
     const factory = registry.get('processor', typeOf(id))!;
-    // Offline there is nothing to wait for: enrich runs inline.
-    const parsed = typeOf(id) === 'enrich' ? { ...(cfg as object), ...EnrichConfig.parse({ hold: 0 }) } : factory.config.parse(cfg ?? {});
-    const p = factory.create(settings(id), parsed, next);
+    let p: Processor;
+    if (typeOf(id) === 'detect') {
+      // Findings go to stdout, as native NDJSON, whatever sinks the config names.
+      const c = DetectConfig.parse({ ...(cfg as object), ...(opts.policy ? { policy: opts.policy } : {}), sinks: { ndjson: [{ path: '-', format: 'native' }] } });
+      p = detect = new Detect(settings(id), c, next, opts.stdout ?? process.stdout);
+    } else {
+      // Offline there is nothing to wait for: enrich runs inline.
+      const parsed = typeOf(id) === 'enrich' ? { ...(cfg as object), ...EnrichConfig.parse({ hold: 0 }) } : factory.config.parse(cfg ?? {});
+      p = factory.create(settings(id), parsed, next);
+    }
     if (p instanceof TraceGraphProcessor) graph = p;
     processors.unshift(p);
     next = p;
@@ -84,7 +98,7 @@ export async function analyze(opts: AnalyzeOptions): Promise<AnalyzeSummary> {
   const spool = opts.files.includes('-') ? mkdtempSync(join(tmpdir(), 'agentsec-analyze-')) : undefined;
   const stdinCopy = spool ? join(spool, 'stdin.jsonl') : undefined;
   const progress = new Progress(stderr, opts.files);
-  const summary: AnalyzeSummary = { requests: 0, spans: 0, rejectedSpans: 0, traces: 0, agents: 0 };
+  const summary: AnalyzeSummary = { requests: 0, spans: 0, rejectedSpans: 0, traces: 0, agents: 0, findings: 0 };
   try {
     for (pass = 1; pass <= 2; pass++) {
       for (const file of opts.files) {
@@ -110,6 +124,7 @@ export async function analyze(opts: AnalyzeOptions): Promise<AnalyzeSummary> {
       if (pass === 1) progress.done();
     }
   } finally {
+    summary.findings = detect?.list({}).findings.length ?? 0;
     if (graph) {
       summary.traces = graph.store.size;
       summary.agents = new Set([...graph.store.values()].flatMap((t) => [...t.nodes.values()].filter((n) => !n.transparent).map((n) => n.role))).size;

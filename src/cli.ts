@@ -101,16 +101,17 @@ async function runAnalyze(files: string[], configSource: string | undefined, pol
       return configFailure(configSource, err);
     }
   }
-  if (policy) process.stderr.write('agentsec analyze: --policy is read once detection ships; it has no effect yet\n');
   try {
-    const s = await analyze({ files, config, outSpans });
+    const s = await analyze({ files, config, outSpans, policy });
     process.stderr.write(
       `agentsec analyze: ${s.spans} spans in ${s.traces} traces (${s.agents} agent roles) from ${s.requests} requests` +
         (s.rejectedSpans ? `, ${s.rejectedSpans} spans rejected` : '') +
+        `; ${s.findings} findings` +
         (outSpans ? `; enriched spans written to ${outSpans}` : '') + '\n',
     );
     return EXIT.OK;
   } catch (err) {
+    if (err instanceof ConfigError) return configFailure(policy ?? configSource ?? 'policy', err);
     return fail(EXIT.FAILURE, `analyze: ${errorMessage(err)}`);
   }
 }

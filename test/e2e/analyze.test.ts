@@ -60,6 +60,21 @@ describe('agentsec analyze', () => {
     expect(r.stderr).toMatch(/1 spans in 1 traces .* 1 spans rejected/);
   });
 
+  it('prints native findings on stdout, under the given policy', () => {
+    const input = join(dir, 'deep.json');
+    writeFileSync(input, JSON.stringify(request(spans)));
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, 'roles:\n  helper: { max_depth: 0 }\n');
+    const r = run([input, '--policy', policy]);
+    expect(r.code, r.stderr).toBe(0);
+    const findings = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; traceId: string; chain: { role: string }[] });
+    expect(findings).toEqual([expect.objectContaining({ kind: 'excessive_depth', traceId: TRACE })]);
+    expect(findings[0]!.chain.map((h) => h.role)).toEqual(['lead', 'helper']);
+    expect(r.stderr).toMatch(/; 1 findings/);
+    writeFileSync(policy, 'roles:\n  helper: { max_depth: -1 }\n');
+    expect(run([input, '--policy', policy])).toMatchObject({ code: 3, stderr: expect.stringMatching(/policy::roles::helper::max_depth/) });
+  });
+
   it('fails clearly on a missing file, on Jaeger UI JSON, and without files', () => {
     expect(run([join(dir, 'nope.json')])).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot read .*nope.json/) });
     const ui = join(dir, 'ui.json');
