@@ -35,8 +35,10 @@ export type DetectConfig = z.output<typeof DetectConfig>;
 
 interface TraceMemo {
   labeled: LabeledSpan[];
-  findings: Set<string>;
+  findings: Map<string, Finding>;
 }
+
+const CONFIDENCE_RANK = { low: 0, medium: 1, high: 2 } as const;
 
 const SEVERITY_FILTER = new Set(['low', 'medium', 'high', 'critical']);
 
@@ -122,7 +124,7 @@ export class Detect implements Processor {
       const view = views[i]!;
       const labels = this.#policy.labels({ tool: span.tool, host: span.host, method: span.method, path: span.path, db: span.db, mcpMethod: span.mcpMethod });
       let memo = this.#memos.get(span.trace);
-      if (!memo) this.#memos.set(span.trace, (memo = { labeled: [], findings: new Set() }));
+      if (!memo) this.#memos.set(span.trace, (memo = { labeled: [], findings: new Map() }));
       let labeled: LabeledSpan | undefined;
       if (labels.capabilities.length > 0) {
         labeled = { span, labels, argShingles: shingles(view.toolArgs), resultShingles: shingles(view.toolResult) };
@@ -155,8 +157,23 @@ export class Detect implements Processor {
 
   #accept(graph: TraceGraph, memo: TraceMemo, kind: FindingKind, d: FindingDraft): Finding | undefined {
     const id = findingId(graph.traceId, kind, d.key);
-    if (memo.findings.has(id)) return undefined;
-    memo.findings.add(id);
+    const known = memo.findings.get(id);
+    if (known) {
+      // Later evidence may make a finding more severe or more certain: the same id is delivered
+      // again with it (sinks key on the id); otherwise the first report stands.
+      const worse = severityRank(d.severity) > severityRank(known.severity);
+      const surer = CONFIDENCE_RANK[d.confidence] > CONFIDENCE_RANK[known.confidence];
+      if (!worse && !surer) return undefined;
+      if (worse) known.severity = d.severity;
+      if (surer) known.confidence = d.confidence;
+      known.summary = d.summary;
+      known.evidence = d.evidence;
+      known.chain = d.chain;
+      known.spanIds = [...new Set([...known.spanIds, ...d.spans.map((s) => s.id)])];
+      for (const s of this.#sinks) s.deliver(known);
+      this.#set.logger.info({ finding: id, kind, severity: known.severity, confidence: known.confidence, trace: graph.traceId }, 'finding updated');
+      return undefined;
+    }
     const f: Finding = {
       id,
       time: new Date(this.now()).toISOString(),
@@ -171,6 +188,7 @@ export class Detect implements Processor {
       owasp: OWASP[kind],
       ...(this.#cfg.jaeger_ui_url ? { link: `${this.#cfg.jaeger_ui_url.replace(/\/$/, '')}/trace/${graph.traceId}` } : {}),
     };
+    memo.findings.set(id, f);
     const shows = d.spans[0];
     if (shows) (shows.findings ??= []).push(f);
     if (this.#findings.size >= this.#cfg.max_findings) this.#findings.delete(this.#findings.keys().next().value!);

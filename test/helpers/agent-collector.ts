@@ -54,6 +54,8 @@ export interface AgentCollectorOptions {
   dataDir?: string;
   /** More processor definitions, YAML lines under `processors:`. */
   extraProcessors?: string;
+  /** The pipeline's processor list (default: normalize, tracegraph, enrich). */
+  processors?: string[];
 }
 
 export async function startAgentCollector(opts: AgentCollectorOptions = {}): Promise<AgentCollector> {
@@ -79,7 +81,7 @@ service:
   data_dir: "${dataDir}"
   telemetry: { logs: { level: info } }
   pipelines:
-    traces: { receivers: [otlp], processors: [normalize, tracegraph, enrich], exporters: [otlp] }
+    traces: { receivers: [otlp], processors: [${(opts.processors ?? ['normalize', 'tracegraph', 'enrich']).join(', ')}], exporters: [otlp] }
 `);
   return {
     collector,

@@ -39,7 +39,8 @@ export function otlpJson(spans: SpanSpec[]): string {
     const svc = s.service ?? 'agents';
     byService.set(svc, [...(byService.get(svc) ?? []), s]);
   }
-  const nanos = (ms: number) => (BigInt(BASE_MS + Math.round(ms * 1000) / 1000) * 1_000_000n).toString();
+  // Microsecond precision, so that fractional milliseconds work.
+  const nanos = (ms: number) => (BigInt(Math.round((BASE_MS + ms) * 1000)) * 1000n).toString();
   return JSON.stringify({
     resourceSpans: [...byService].map(([svc, list]) => ({
       resource: { attributes: [{ key: 'service.name', value: { stringValue: svc } }] },

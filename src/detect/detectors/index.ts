@@ -2,8 +2,26 @@
 import type { DetectorDefinition } from '../detector.ts';
 import type { FindingKind } from '../finding.ts';
 import { excessiveDepth } from './excessive-depth.ts';
+import { toolLoop } from './tool-loop.ts';
+import { delegationLoop } from './delegation-loop.ts';
+import { policyViolation } from './policy-violation.ts';
+import { capabilityEscalation } from './capability-escalation.ts';
+import { dataExfiltration } from './data-exfiltration.ts';
+import { credentialForwarding } from './credential-forwarding.ts';
+import { credentialShared } from './credential-shared.ts';
+import { zombieAgent } from './zombie-agent.ts';
 
-const ALL: DetectorDefinition[] = [excessiveDepth as DetectorDefinition];
+const ALL: DetectorDefinition[] = [
+  excessiveDepth as DetectorDefinition,
+  toolLoop as DetectorDefinition,
+  delegationLoop as DetectorDefinition,
+  policyViolation as DetectorDefinition,
+  capabilityEscalation as DetectorDefinition,
+  dataExfiltration as DetectorDefinition,
+  credentialForwarding as DetectorDefinition,
+  credentialShared as DetectorDefinition,
+  zombieAgent as DetectorDefinition,
+];
 
 export const DETECTORS: ReadonlyMap<FindingKind, DetectorDefinition> = (() => {
   const m = new Map<FindingKind, DetectorDefinition>();

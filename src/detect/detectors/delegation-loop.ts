@@ -1,0 +1,133 @@
+// delegation_loop (ASI08 cascading failures): an agent role reappearing in its own delegation
+// chain, e.g. orchestrator → research → orchestrator: the callee calls back into its caller's
+// role, which can delegate again, and so on (reference/detection.md §1, §11). One finding where
+// the loop first closes: the key is the repeated role and the agent invocation where it
+// reappears; deeper turns of the same loop count as occurrences of that finding, not as new ones.
+//
+// Severity: medium; high when the role is on the chain three times or more (the loop went round
+// again); low when every hop of the loop hands control over (handoff, transfer: the caller is no
+// longer waiting, as with a specialist handing back to triage).
+//
+// Roles are compared once they are final (tool-loop.ts `finality`): when every ancestor of the
+// agent has arrived, or, after settle_after of the trace's time, when the agent is named (its
+// chain is then what is known). A fragment still waiting for its ancestors, whose unnamed spans
+// carry the service-name fallback, so never shows a loop that is not there, and child-first
+// arrival gives the same finding as parent-first. The trace's agent nodes are looked at again
+// whenever a batch may have changed the delegations or some node was still waiting.
+import { z } from 'zod';
+import { duration } from '../../config/units.ts';
+import type { AgentNode, SpanNode } from '../../tracegraph/trace.ts';
+import type { DetectorDefinition } from '../detector.ts';
+import { agentChain, hopsOf } from '../detector.ts';
+import type { Severity } from '../finding.ts';
+import { advanceClock, NodeClock, structureMayHaveChanged, TraceStates, type Finality, type TraceState } from './tool-loop.ts';
+
+export const DelegationLoopConfig = z.strictObject({
+  /** An agent whose ancestors have not all arrived is judged by what is known after this much of the trace's time (when it is named). */
+  settle_after: duration.prefault('30s'),
+  /** Traces with state (a clock, and when each agent was first seen); the idlest go first. */
+  max_traces: z.number().int().positive().default(50_000),
+  /** Agents remembered for all traces; beyond, the idlest traces' state goes first. */
+  max_agents: z.number().int().positive().default(200_000),
+  /** State of a trace with no batch for this long is dropped (tracegraph's idle_ttl is 5m). */
+  idle_ttl: duration.prefault('5m'),
+});
+
+interface LoopState extends TraceState {
+  clock: number;
+  nodes: NodeClock;
+  /** Some agent node's role was not final at the last look: look again next batch. */
+  unsettled: boolean;
+}
+
+interface Loop {
+  role: string;
+  /** The chain from the first occurrence of the role to where it reappears. */
+  nodes: AgentNode[];
+  occurrences: number;
+  complete: boolean;
+}
+
+const HANDS_OVER = new Set(['handoff', 'transfer']);
+
+export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
+  kind: 'delegation_loop',
+  config: DelegationLoopConfig,
+  create(cfg, ctx) {
+    const states = new TraceStates<LoopState>({ ttlMs: cfg.idle_ttl, maxTraces: cfg.max_traces, maxWeight: cfg.max_agents });
+    return {
+      kind: 'delegation_loop',
+      onSpans(trace, added, report) {
+        const graph = trace.graph;
+        const st = states.touch(graph.traceId, ctx.now(), () => ({ weight: 0, clock: 0, nodes: new NodeClock(), unsettled: false }));
+        st.clock = advanceClock(st.clock, added);
+        if (!st.unsettled && !structureMayHaveChanged(added)) return;
+        st.unsettled = false;
+        const loops = new Map<string, Loop>();
+        for (const node of graph.nodes.values()) {
+          if (node.transparent) continue;
+          const chain = agentChain(node);
+          const fin: (Finality | undefined)[] = chain.map((n) => st.nodes.finality(n, st.clock, cfg.settle_after));
+          const known = (k: number) => fin[k] === 'complete' || fin[k] === 'named';
+          if (fin.some((f) => f === undefined)) st.unsettled = true;
+          // Where the chain first closes on a role it already had (roles not final yet are unknown).
+          const firstAt = new Map<string, number>();
+          let closure: { from: number; at: number } | undefined;
+          for (let k = 0; k < chain.length && !closure; k++) {
+            if (!known(k)) continue;
+            const f = firstAt.get(chain[k]!.role);
+            if (f === undefined) firstAt.set(chain[k]!.role, k);
+            else closure = { from: f, at: k };
+          }
+          if (!closure) continue;
+          const at = chain[closure.at]!;
+          const key = `${at.role}\u0000${at.id}`;
+          let occurrences = 0;
+          for (let k = 0; k < chain.length; k++) if (known(k) && chain[k]!.role === at.role) occurrences++;
+          const complete = fin.every((f) => f === 'complete');
+          const seen = loops.get(key);
+          if (!seen) loops.set(key, { role: at.role, nodes: chain.slice(closure.from, closure.at + 1), occurrences, complete });
+          else {
+            seen.occurrences = Math.max(seen.occurrences, occurrences);
+            seen.complete &&= complete;
+          }
+        }
+        st.weight = st.nodes.size;
+        states.settle(graph.traceId);
+        for (const [key, loop] of loops) {
+          const at = loop.nodes.at(-1)!;
+          const hops = loop.nodes.slice(1);
+          const severity: Severity = loop.occurrences >= 3 ? 'high' : hops.every((n) => HANDS_OVER.has(n.via)) ? 'low' : 'medium';
+          const path = loop.nodes.map((n) => n.role).join('>');
+          // Shown where the role reappears; then every agent of the loop and the spans that delegated.
+          const spans: SpanNode[] = [at.start, ...loop.nodes.map((n) => n.start)];
+          for (const n of hops) {
+            const via = graph.spans.get(n.viaSpan);
+            if (via) spans.push(via);
+          }
+          report({
+            key,
+            severity,
+            confidence: 'high',
+            summary: `${loop.role} reappears in its own delegation chain: ${path}${loop.occurrences > 2 ? ` (${loop.occurrences} times)` : ''}`,
+            spans,
+            chain: hopsOf(loop.nodes),
+            evidence: {
+              role: loop.role,
+              loop: path,
+              occurrences: loop.occurrences,
+              hops: hops.length,
+              via: hops.map((n) => n.via),
+              depth: at.depth,
+              chain_path: at.path,
+              ...(loop.complete ? {} : { chain_complete: false }),
+            },
+          });
+        }
+      },
+      forget(traceId) {
+        states.forget(traceId);
+      },
+    };
+  },
+};

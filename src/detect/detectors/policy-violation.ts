@@ -1,0 +1,218 @@
+// policy_violation (ASI02 tool misuse, over-privileged use): what a role did outside its policy
+// (DESIGN §5, policy file `roles`).
+//
+// - A role in mode `enforce` is deny-by-default: every tool call outside allowed_tools, every
+//   delegation to a role outside allowed_delegations (a list that is not set allows nothing), and,
+//   when allowed_hosts is set, every host outside it is a finding. Severity medium; high for a tool
+//   the policy labels a sink (egress, privileged, destructive, exec) and for a host outside the
+//   internal domains.
+// - A role in mode `observe` is learning (observe-to-enforce, reference/detection.md §10): no
+//   policy_violation, so that a role can be written down and watched before it is enforced. Its
+//   max_depth still applies (excessive_depth). With `report_observed: true`, the lists an observed
+//   role sets explicitly are checked too (no deny-by-default for the lists it leaves out), at
+//   severity low: what enforcing it would flag.
+// - A role with no policy is observed: never a finding here.
+//
+// Tool names and hosts match the lists as the policy file's globs do (case-insensitive, `*`);
+// delegation targets by role name (globs allowed). Hosts are those the spans name as their
+// destination (server.address, url.full), not hosts mentioned in tool arguments (that is
+// data_exfiltration's evidence); model calls (chat, embeddings and the HTTP calls under them)
+// are not the role's own destinations and are not checked. A handoff recorded as a tool is a
+// delegation, not a tool call. One finding per (role, rule, value) in a trace.
+//
+// A call is judged once what the graph says of it is final (tool-loop.ts `finality`): every
+// ancestor has arrived, or, after settle_after of the trace's time, its agent is named (its chain
+// is then what is known). A call whose role is only the service-name fallback of a fragment is
+// never judged by it: that would be a false violation or a missed one. So child-first arrival
+// gives the same findings as parent-first. A delegation is judged once both ends are final.
+import { z } from 'zod';
+import { duration } from '../../config/units.ts';
+import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
+import type { DetectorDefinition, FindingDraft } from '../detector.ts';
+import { agentChain, hopsOf } from '../detector.ts';
+import type { Severity } from '../finding.ts';
+import type { Policy, SinkLabel } from '../policy.ts';
+import { advanceClock, finality, globList, NodeClock, structureMayHaveChanged, TraceStates, type TraceState } from './tool-loop.ts';
+
+export const PolicyViolationConfig = z.strictObject({
+  /** Also check the lists that observed roles set, at severity low (no deny-by-default). */
+  report_observed: z.boolean().default(false),
+  /** A call or agent whose ancestors have not all arrived is judged by what is known after this much of the trace's time (when it is named). */
+  settle_after: duration.prefault('30s'),
+  /** Calls remembered per trace while their role is not known yet; beyond, new ones are not judged. */
+  max_pending_per_trace: z.number().int().positive().default(10_000),
+  /** Calls and agents remembered for all traces; beyond, the idlest traces' state goes first. */
+  max_pending: z.number().int().positive().default(200_000),
+  /** Traces with state; the idlest go first. */
+  max_traces: z.number().int().positive().default(50_000),
+  /** State of a trace with no batch for this long is dropped (tracegraph's idle_ttl is 5m). */
+  idle_ttl: duration.prefault('5m'),
+});
+
+type Rule = 'allowed_tools' | 'allowed_delegations' | 'allowed_hosts';
+
+interface Checked {
+  mode: 'observe' | 'enforce';
+  severity: Severity | undefined;
+  /** undefined: the rule is not checked for this role; else the test and the list (empty: deny all). */
+  tools: { allows: (v: string) => boolean; list: readonly string[] } | undefined;
+  delegations: { allows: (v: string) => boolean; list: readonly string[] } | undefined;
+  hosts: { allows: (v: string) => boolean; list: readonly string[] } | undefined;
+}
+
+interface Pending {
+  id: string;
+  sink: SinkLabel | undefined;
+  /** The trace's clock when it arrived. */
+  seen: number;
+}
+
+interface ViolationState extends TraceState {
+  clock: number;
+  nodes: NodeClock;
+  pending: Pending[];
+  /** Some agent node's role was not final at the last look: look again next batch. */
+  unsettled: boolean;
+}
+
+const MODEL_OPERATIONS = new Set(['chat', 'embeddings']);
+
+/** A model call, or a span under one (the provider's HTTP request): the deployment's model endpoint, not the role's own destination. */
+function underModelCall(s: SpanNode): boolean {
+  let p: SpanNode | undefined = s;
+  for (let guard = 0; p && p.agentNode === s.agentNode && guard < 64; guard++, p = p.parent) {
+    if (MODEL_OPERATIONS.has(p.operation) || (p.model !== '' && p.tool === '' && p.operation !== 'invoke_agent')) return true;
+  }
+  return false;
+}
+
+export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> = {
+  kind: 'policy_violation',
+  config: PolicyViolationConfig,
+  create(cfg, ctx) {
+    const states = new TraceStates<ViolationState>({ ttlMs: cfg.idle_ttl, maxTraces: cfg.max_traces, maxWeight: cfg.max_pending });
+    // Roles compiled once per policy (the policy reloads live: a new Policy, a new entry).
+    const compiled = new WeakMap<Policy, { roles: Map<string, Checked>; any: boolean }>();
+
+    const rolesOf = (policy: Policy) => {
+      let c = compiled.get(policy);
+      if (c) return c;
+      const roles = new Map<string, Checked>();
+      for (const [role, rp] of Object.entries(policy.config.roles)) {
+        const enforce = rp.mode === 'enforce';
+        if (!enforce && !cfg.report_observed) continue;
+        // Enforced: a list that is not set allows nothing (hosts excepted: checked when set).
+        const rule = (list: string[] | undefined, denyByDefault: boolean) => {
+          if (list === undefined && !(enforce && denyByDefault)) return undefined;
+          const l = list ?? [];
+          return { allows: globList(l), list: l };
+        };
+        roles.set(role, {
+          mode: rp.mode,
+          severity: enforce ? undefined : 'low',
+          tools: rule(rp.allowed_tools, true),
+          delegations: rule(rp.allowed_delegations, true),
+          hosts: rule(rp.allowed_hosts, false),
+        });
+      }
+      compiled.set(policy, (c = { roles, any: roles.size > 0 }));
+      return c;
+    };
+
+    const violation = (
+      policy: Policy, checked: Checked, role: string, rule: Rule, value: string, list: readonly string[],
+      shows: SpanNode, chainOf: SpanNode, capability: string | undefined, severity: Severity, complete: boolean,
+    ): FindingDraft => {
+      const chain = chainOf.agentNode && !chainOf.agentNode.transparent ? agentChain(chainOf.agentNode) : [];
+      const what = rule === 'allowed_tools' ? `called tool ${value}` : rule === 'allowed_hosts' ? `reached host ${value}` : `delegated to ${value}`;
+      return {
+        key: `${role}\u0000${rule}\u0000${value}`,
+        severity: checked.severity ?? severity,
+        confidence: 'high',
+        summary: `${role} ${what}, outside its ${rule}${checked.mode === 'enforce' ? ' (enforced, deny-by-default)' : ' (observed)'}`,
+        spans: [shows, ...chain.map((n) => n.start)],
+        chain: capability ? hopsOf(chain, { span: shows, capability }) : hopsOf(chain),
+        evidence: { role, mode: checked.mode, rule, value, allowed: [...list], list_set: policy.role(role)?.[rule] !== undefined, ...(complete ? {} : { chain_complete: false }) },
+      };
+    };
+
+    /** Judges one call whose role is final. */
+    const judgeCall = (policy: Policy, roles: Map<string, Checked>, span: SpanNode, sink: SinkLabel | undefined, complete: boolean, report: (d: FindingDraft) => void) => {
+      if (!span.agentNode || span.agentNode.transparent) return;
+      const role = span.agent;
+      const checked = roles.get(role);
+      if (!checked) return;
+      if (span.tool && span.operation !== 'handoff' && checked.tools && !checked.tools.allows(span.tool)) {
+        report(violation(policy, checked, role, 'allowed_tools', span.tool, checked.tools.list, span, span, span.tool, sink ? 'high' : 'medium', complete));
+      }
+      if (span.host && checked.hosts && !checked.hosts.allows(span.host) && !underModelCall(span)) {
+        report(violation(policy, checked, role, 'allowed_hosts', span.host, checked.hosts.list, span, span, span.host, policy.isInternal(span.host) ? 'medium' : 'high', complete));
+      }
+    };
+
+    /** Every agent node and the agent that delegated to it, once both are final. */
+    const judgeDelegations = (policy: Policy, roles: Map<string, Checked>, graph: TraceGraph, st: ViolationState, report: (d: FindingDraft) => void) => {
+      st.unsettled = false;
+      for (const node of graph.nodes.values()) {
+        if (node.transparent) continue;
+        const chain = agentChain(node);
+        if (chain.length < 2) continue;
+        const from = chain[chain.length - 2]!;
+        const fins = [st.nodes.finality(from, st.clock, cfg.settle_after), st.nodes.finality(node, st.clock, cfg.settle_after)];
+        if (fins.includes(undefined)) {
+          st.unsettled = true;
+          continue;
+        }
+        if (fins.includes('provisional')) continue;
+        const checked = roles.get(from.role);
+        if (!checked?.delegations || checked.delegations.allows(node.role)) continue;
+        report(violation(policy, checked, from.role, 'allowed_delegations', node.role, checked.delegations.list, node.start, node.start, undefined, 'medium', fins.every((f) => f === 'complete')));
+      }
+    };
+
+    return {
+      kind: 'policy_violation',
+      onSpans(trace, added, report) {
+        const policy = ctx.policy();
+        const { roles, any } = rolesOf(policy);
+        const graph = trace.graph;
+        if (!any) {
+          // Nothing is enforced: nothing to remember either.
+          states.forget(graph.traceId);
+          return;
+        }
+        const st = states.touch(graph.traceId, ctx.now(), () => ({ weight: 0, clock: 0, nodes: new NodeClock(), pending: [], unsettled: false }));
+        st.clock = advanceClock(st.clock, added);
+
+        // Calls: judged when what the graph says of them is final.
+        for (const { span, labels } of added) {
+          if ((span.tool || span.host) && st.pending.length < cfg.max_pending_per_trace) st.pending.push({ id: span.id, sink: labels.sink, seen: st.clock });
+        }
+        if (st.pending.length > 0) {
+          const still: Pending[] = [];
+          const ready: { span: SpanNode; sink: SinkLabel | undefined; complete: boolean }[] = [];
+          for (const p of st.pending) {
+            const span = graph.spans.get(p.id);
+            if (!span) continue;
+            const fin = finality(span, st.clock - p.seen, cfg.settle_after);
+            if (fin === undefined) still.push(p);
+            else if (fin !== 'provisional') ready.push({ span, sink: p.sink, complete: fin === 'complete' });
+          }
+          st.pending = still;
+          // In start order: calls that become judgeable together (their agent arrived) show a
+          // violation on the first of them, whatever order they arrived in.
+          ready.sort((a, b) => a.span.start - b.span.start);
+          for (const r of ready) judgeCall(policy, roles, r.span, r.sink, r.complete, report);
+        }
+
+        // Delegations: every agent node and the agent that delegated to it, when they may have changed.
+        if (st.unsettled || structureMayHaveChanged(added)) judgeDelegations(policy, roles, graph, st, report);
+        st.weight = st.pending.length + st.nodes.size;
+        states.settle(graph.traceId);
+      },
+      forget(traceId) {
+        states.forget(traceId);
+      },
+    };
+  },
+};
