@@ -53,8 +53,8 @@ export interface Detector {
   readonly kind: FindingKind;
   /** After new spans joined `trace` (its graph derived). Report each finding as often as it is seen: drafts are deduplicated. */
   onSpans(trace: DetectorTrace, added: readonly AddedSpan[], report: (draft: FindingDraft) => void): void;
-  /** A trace left the store: release anything kept for it. */
-  forget?(traceId: string): void;
+  /** The trace left the graph store: release anything kept for it (see TraceStates). */
+  forget?(trace: TraceGraph): void;
 }
 
 export interface DetectorDefinition<S extends z.ZodType = z.ZodType> {
@@ -139,4 +139,93 @@ function hash32(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return h >>> 0;
+}
+
+// ---------------------------------------------------------------- per-trace state
+
+/**
+ * Per-trace detector state, kept beside its trace graph: a WeakMap, so it can never outlive or
+ * hold on to the graph, and released as soon as the store evicts the trace (detect calls forget).
+ */
+export class TraceStates<S> {
+  readonly #byGraph = new WeakMap<TraceGraph, S>();
+
+  get(graph: TraceGraph): S | undefined {
+    return this.#byGraph.get(graph);
+  }
+
+  of(graph: TraceGraph, make: () => S): S {
+    let s = this.#byGraph.get(graph);
+    if (s === undefined) this.#byGraph.set(graph, (s = make()));
+    return s;
+  }
+
+  forget(graph: TraceGraph): void {
+    this.#byGraph.delete(graph);
+  }
+}
+
+// ---------------------------------------------------------------- settling: when what the graph says is final
+
+/**
+ * How final what the graph says of a span is, once it has waited `waited` ms of the trace's
+ * time (the latest span end seen) since it arrived:
+ * - 'complete': every ancestor has arrived; its role and its chain are final;
+ * - 'named': it names its agent (or inherits a name), so its role is certain (a named identity
+ *   never changes as more spans arrive), but ancestors are missing after `settleAfterMs`: its
+ *   chain is what is known;
+ * - 'provisional': neither, after `settleAfterMs`: its role is the service-name fallback;
+ * - undefined: wait (an ancestor may still come and change its role or its chain).
+ * Spans are exported child-first (each when it ends), so waiting is the normal case: the AI SDK's
+ * execute_tool spans, for instance, name no agent, and inherit one when invoke_agent arrives.
+ */
+export type Finality = 'complete' | 'named' | 'provisional';
+
+export function finality(span: SpanNode, waited: number, settleAfterMs: number): Finality | undefined {
+  if (!span.awaitsAncestor()) return 'complete';
+  if (waited < settleAfterMs) return undefined;
+  return span.named ? 'named' : 'provisional';
+}
+
+/** When each agent node was first looked at (the trace's clock then), for `finality` of nodes. */
+export class NodeClock {
+  readonly #seen = new Map<string, number>();
+  readonly #max: number;
+  constructor(max = 10_000) {
+    this.#max = max;
+  }
+  get size(): number {
+    return this.#seen.size;
+  }
+  /** The finality of `node`'s role (transparent nodes are no agents: undefined forever). */
+  finality(node: AgentNode, clock: number, settleAfterMs: number): Finality | undefined {
+    if (node.transparent) return undefined;
+    let seen = this.#seen.get(node.id);
+    if (seen === undefined) {
+      seen = clock;
+      if (this.#seen.size < this.#max) this.#seen.set(node.id, seen);
+    }
+    return finality(node.start, clock - seen, settleAfterMs);
+  }
+}
+
+/**
+ * The batch may have changed who delegates to whom (a node started, a parent arrived and
+ * stitched its waiting children, an explicit delegation record, an unnamed node became active):
+ * node-level detectors then look at every agent node of the trace again. When it did not (a
+ * leaf span joining a known agent, the usual case parent-first), they skip the trace.
+ */
+export function structureMayHaveChanged(added: readonly AddedSpan[]): boolean {
+  for (const { span } of added) {
+    const node = span.agentNode;
+    if (!node || node.start === span || span.children || span.transferTo || span.links || span.graphNodeId || span.graphNodeParentId) return true;
+    if (span.active && node.anonymous) return true;
+  }
+  return false;
+}
+
+/** Latest end among the spans, joined with the trace's clock so far. */
+export function advanceClock(clock: number, added: readonly AddedSpan[]): number {
+  for (const { span } of added) if (span.end > clock) clock = span.end;
+  return clock;
 }

@@ -81,8 +81,20 @@ export interface MatchSubject {
   mcpMethod: string;
 }
 
-function glob(pattern: string): RegExp {
+/** A case-insensitive glob with `*`, as the policy file writes them. */
+export function glob(pattern: string): RegExp {
   return new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i');
+}
+
+/** Case-insensitive globs with `*`, as the policy file writes them. */
+export function globList(patterns: readonly string[]): (value: string) => boolean {
+  const exact = new Set<string>();
+  const res: RegExp[] = [];
+  for (const p of patterns) {
+    if (p.includes('*')) res.push(glob(p));
+    else exact.add(p.toLowerCase());
+  }
+  return (value) => exact.has(value.toLowerCase()) || res.some((re) => re.test(value));
 }
 
 export class Policy {

@@ -124,7 +124,13 @@ export class Detect implements Processor {
       const view = views[i]!;
       const labels = this.#policy.labels({ tool: span.tool, host: span.host, method: span.method, path: span.path, db: span.db, mcpMethod: span.mcpMethod });
       let memo = this.#memos.get(span.trace);
-      if (!memo) this.#memos.set(span.trace, (memo = { labeled: [], findings: new Map() }));
+      if (!memo) {
+        this.#memos.set(span.trace, (memo = { labeled: [], findings: new Map() }));
+        const graph = span.trace;
+        graph.onEvict(() => {
+          for (const d of this.#detectors) d.forget?.(graph);
+        });
+      }
       let labeled: LabeledSpan | undefined;
       if (labels.capabilities.length > 0) {
         labeled = { span, labels, argShingles: shingles(view.toolArgs), resultShingles: shingles(view.toolResult) };

@@ -85,5 +85,6 @@ export class TraceStore {
     this.#bytes -= t.bytes;
     this.#spans -= t.spans.size;
     this.#onEvict(t, reason);
+    t.evicted();
   }
 }

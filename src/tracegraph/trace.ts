@@ -294,6 +294,17 @@ export class TraceGraph {
   touch(now: number): void {
     this.lastSeen = now;
   }
+
+  readonly #onEvict: (() => void)[] = [];
+
+  /** Calls `fn` once when the store evicts this trace (for state kept beside the graph). */
+  onEvict(fn: () => void): void {
+    this.#onEvict.push(fn);
+  }
+
+  evicted(): void {
+    for (const fn of this.#onEvict.splice(0)) fn();
+  }
 }
 
 function attach(parent: SpanNode, child: SpanNode): void {

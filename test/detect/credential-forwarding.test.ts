@@ -3,8 +3,6 @@
 // by hops, scope, destination and cnf; child-first arrival gives the same finding.
 import { describe, expect, it } from 'vitest';
 import { detectHarness, type SpanSpec } from '../helpers/detect-harness.ts';
-import { TraceStates } from '../../src/detect/detectors/credential-forwarding.ts';
-import { TraceGraph } from '../../src/tracegraph/trace.ts';
 import type { Finding } from '../../src/detect/finding.ts';
 
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -228,14 +226,5 @@ describe('credential_forwarding', () => {
     // Another credential takes the only place first: the customer token is not judged.
     await h.send([use('a1', '1', 5, other), ...flow(CUSTOMER_READ)]);
     expect(h.findings()).toEqual([]);
-  });
-
-  it('releases per-trace state on forget', () => {
-    const states = new TraceStates<{ n: number }>();
-    const graph = new TraceGraph('ab'.repeat(16), { lookup: () => undefined });
-    const s = states.getOrCreate(graph, () => ({ n: 1 }));
-    expect(states.getOrCreate(graph, () => ({ n: 2 }))).toBe(s);
-    states.forget(graph.traceId);
-    expect(states.get(graph)).toBeUndefined();
   });
 });

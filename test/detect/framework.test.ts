@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { detectHarness, TRACE, type SpanSpec } from '../helpers/detect-harness.ts';
 import { parsePolicy } from '../../src/detect/policy.ts';
 import { toOcsf } from '../../src/detect/finding.ts';
+import { TraceStates } from '../../src/detect/detector.ts';
+import { TraceStore } from '../../src/tracegraph/store.ts';
 
 /** a → b → c → d: depth 3 for d. */
 const CHAIN: SpanSpec[] = [
@@ -57,6 +59,22 @@ describe('detect', () => {
     const f = h.findings()[0]!;
     expect(f.link).toBe(`http://jaeger:16686/trace/${TRACE}`);
     expect(toOcsf(f, '0.1.0')).toMatchObject({ class_uid: 2004, category_uid: 2, type_uid: 200401, finding_info: { uid: f.id, types: ['excessive_depth'], src_url: f.link } });
+  });
+
+  it('keeps per-trace detector state beside the graph and releases it when the store evicts the trace', () => {
+    const released: string[] = [];
+    const store = new TraceStore({ idleTtlMs: 60_000, maxTraces: 1, maxBytes: 1e9 }, () => undefined);
+    const states = new TraceStates<{ n: number }>();
+    const first = store.touch('aa'.repeat(16), 0);
+    first.onEvict(() => {
+      states.forget(first);
+      released.push(first.traceId);
+    });
+    expect(states.of(first, () => ({ n: 1 }))).toBe(states.of(first, () => ({ n: 2 })));
+    store.touch('bb'.repeat(16), 1);
+    store.enforceLimits(); // one trace too many: the idlest goes
+    expect(released).toEqual(['aa'.repeat(16)]);
+    expect(states.get(first)).toBeUndefined();
   });
 
   it('rejects a broken policy with the key that is wrong', () => {

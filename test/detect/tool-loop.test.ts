@@ -2,7 +2,7 @@
 // by span start; one finding per loop; child-first arrival gives the same finding.
 import { describe, expect, it } from 'vitest';
 import { detectHarness, type SpanSpec } from '../helpers/detect-harness.ts';
-import { argHash, normalizeArgs, TraceStates } from '../../src/detect/detectors/tool-loop.ts';
+import { argHash, normalizeArgs } from '../../src/detect/detectors/tool-loop.ts';
 
 const hex = (n: number) => n.toString(16);
 
@@ -170,26 +170,5 @@ describe('tool_loop', () => {
     await slow.send(researchRun(same(3, 600)));
     expect(slow.findings()).toEqual([]);
     expect(() => detectHarness('', { detectors: { tool_loop: { max_repeats: 1 } } })).toThrow(/tool_loop: max_repeats/);
-  });
-
-  it('keeps per-trace state bounded: forget, idle time, trace count and total weight, the idlest first', () => {
-    const states = new TraceStates<{ weight: number }>({ ttlMs: 1000, maxTraces: 3, maxWeight: 10 });
-    const touch = (id: string, now: number, weight = 0) => {
-      states.touch(id, now, () => ({ weight: 0 })).weight = weight;
-      states.settle(id);
-    };
-    touch('a', 0, 4);
-    touch('b', 1, 4);
-    touch('c', 2, 1);
-    expect([states.size, states.weight]).toEqual([3, 9]);
-    touch('a', 3, 6); // a is the latest now; over 10: b, the idlest, goes
-    expect([states.size, states.weight]).toEqual([2, 7]);
-    touch('d', 4);
-    touch('e', 5); // a fourth trace: c, the idlest, goes
-    expect([states.size, states.weight]).toEqual([3, 6]);
-    states.forget('a');
-    expect([states.size, states.weight]).toEqual([2, 0]);
-    touch('f', 1006); // d and e idle for more than a second
-    expect(states.size).toBe(1);
   });
 });

@@ -26,7 +26,7 @@ import type { JwtClaims } from '../../agent/credentials.ts';
 import { SpanKind } from '../../otlp/types.ts';
 import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
 import type { DetectorDefinition, FindingDraft } from '../detector.ts';
-import { agentChain, agentsBetween, hopsOf, treeRoot } from '../detector.ts';
+import { agentChain, agentsBetween, hopsOf, TraceStates, treeRoot } from '../detector.ts';
 import type { ChainHop, Confidence, Severity } from '../finding.ts';
 import { raise } from '../finding.ts';
 import type { Policy } from '../policy.ts';
@@ -39,40 +39,6 @@ export const CredentialForwardingConfig = z.strictObject({
 });
 
 // ---------------------------------------------------------------- helpers the credential and zombie detectors share
-
-/**
- * Per-trace state, kept with the trace graph (a WeakMap: it goes when the graph goes) and
- * released early by forget(traceId).
- */
-export class TraceStates<S> {
-  readonly #byGraph = new WeakMap<TraceGraph, S>();
-  readonly #ids = new Map<string, WeakRef<TraceGraph>>();
-  #sweepAt = 1024;
-
-  get(graph: TraceGraph): S | undefined {
-    return this.#byGraph.get(graph);
-  }
-
-  getOrCreate(graph: TraceGraph, make: () => S): S {
-    let s = this.#byGraph.get(graph);
-    if (s === undefined) {
-      s = make();
-      this.#byGraph.set(graph, s);
-      this.#ids.set(graph.traceId, new WeakRef(graph));
-      if (this.#ids.size >= this.#sweepAt) {
-        for (const [id, ref] of this.#ids) if (!ref.deref()) this.#ids.delete(id);
-        this.#sweepAt = Math.max(1024, this.#ids.size * 2);
-      }
-    }
-    return s;
-  }
-
-  forget(traceId: string): void {
-    const graph = this.#ids.get(traceId)?.deref();
-    if (graph) this.#byGraph.delete(graph);
-    this.#ids.delete(traceId);
-  }
-}
 
 /** A presentation of a credential: not where it was received (SERVER, CONSUMER). */
 export function presents(span: SpanNode): boolean {
@@ -163,7 +129,7 @@ export const credentialForwarding: DetectorDefinition<typeof CredentialForwardin
         let st = states.get(graph);
         for (const { span, view } of added) {
           if (!presents(span)) continue;
-          st ??= states.getOrCreate(graph, () => new Map());
+          st ??= states.of(graph, () => new Map());
           let cred = st.get(span.credential);
           if (!cred) {
             if (st.size >= cfg.max_credentials_per_trace) continue;
@@ -200,8 +166,8 @@ export const credentialForwarding: DetectorDefinition<typeof CredentialForwardin
           cred.quiet = [...presenters.keys()].every((r) => cred.settled.has(r));
         }
       },
-      forget(traceId) {
-        states.forget(traceId);
+      forget(graph) {
+        states.forget(graph);
       },
     };
   },

@@ -20,20 +20,14 @@ import type { AgentNode, SpanNode } from '../../tracegraph/trace.ts';
 import type { DetectorDefinition } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
-import { advanceClock, NodeClock, structureMayHaveChanged, TraceStates, type Finality, type TraceState } from './tool-loop.ts';
+import { advanceClock, NodeClock, structureMayHaveChanged, TraceStates, type Finality } from '../detector.ts';
 
 export const DelegationLoopConfig = z.strictObject({
   /** An agent whose ancestors have not all arrived is judged by what is known after this much of the trace's time (when it is named). */
   settle_after: duration.prefault('30s'),
-  /** Traces with state (a clock, and when each agent was first seen); the idlest go first. */
-  max_traces: z.number().int().positive().default(50_000),
-  /** Agents remembered for all traces; beyond, the idlest traces' state goes first. */
-  max_agents: z.number().int().positive().default(200_000),
-  /** State of a trace with no batch for this long is dropped (tracegraph's idle_ttl is 5m). */
-  idle_ttl: duration.prefault('5m'),
 });
 
-interface LoopState extends TraceState {
+interface LoopState {
   clock: number;
   nodes: NodeClock;
   /** Some agent node's role was not final at the last look: look again next batch. */
@@ -54,12 +48,12 @@ export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
   kind: 'delegation_loop',
   config: DelegationLoopConfig,
   create(cfg, ctx) {
-    const states = new TraceStates<LoopState>({ ttlMs: cfg.idle_ttl, maxTraces: cfg.max_traces, maxWeight: cfg.max_agents });
+    const states = new TraceStates<LoopState>();
     return {
       kind: 'delegation_loop',
       onSpans(trace, added, report) {
         const graph = trace.graph;
-        const st = states.touch(graph.traceId, ctx.now(), () => ({ weight: 0, clock: 0, nodes: new NodeClock(), unsettled: false }));
+        const st = states.of(graph, () => ({ clock: 0, nodes: new NodeClock(), unsettled: false }));
         st.clock = advanceClock(st.clock, added);
         if (!st.unsettled && !structureMayHaveChanged(added)) return;
         st.unsettled = false;
@@ -92,8 +86,6 @@ export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
             seen.complete &&= complete;
           }
         }
-        st.weight = st.nodes.size;
-        states.settle(graph.traceId);
         for (const [key, loop] of loops) {
           const at = loop.nodes.at(-1)!;
           const hops = loop.nodes.slice(1);
@@ -125,8 +117,8 @@ export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
           });
         }
       },
-      forget(traceId) {
-        states.forget(traceId);
+      forget(graph) {
+        states.forget(graph);
       },
     };
   },

@@ -3,7 +3,7 @@
 // OWASP's Rego uses depth > 5; MS AGT caps delegation at 3). Shown on the deep agent's first span.
 import { z } from 'zod';
 import type { DetectorDefinition } from '../detector.ts';
-import { agentChain, hopsOf } from '../detector.ts';
+import { agentChain, hopsOf, structureMayHaveChanged } from '../detector.ts';
 
 export const ExcessiveDepthConfig = z.strictObject({
   /** Deepest delegation any role may reach when its policy sets none. */
@@ -17,12 +17,13 @@ export const excessiveDepth: DetectorDefinition<typeof ExcessiveDepthConfig> = {
     return {
       kind: 'excessive_depth',
       onSpans(trace, added, report) {
+        // Spans arrive child-first: an agent's depth is known only once every ancestor is in, which
+        // may be a later batch than its own. Look at every agent of the trace when the structure
+        // may have changed, and judge those whose ancestors have all arrived.
+        if (!structureMayHaveChanged(added)) return;
         const policy = ctx.policy();
-        const seen = new Set<string>();
-        for (const { span } of added) {
-          const node = span.agentNode;
-          if (!node || node.transparent || seen.has(node.id)) continue;
-          seen.add(node.id);
+        for (const node of trace.graph.nodes.values()) {
+          if (node.transparent || node.start.awaitsAncestor()) continue;
           const limit = policy.role(node.role)?.max_depth ?? cfg.max_depth;
           if (node.depth <= limit) continue;
           const chain = agentChain(node);
@@ -36,7 +37,6 @@ export const excessiveDepth: DetectorDefinition<typeof ExcessiveDepthConfig> = {
             evidence: { depth: node.depth, max_depth: limit, path: node.path, limit_from: policy.role(node.role)?.max_depth !== undefined ? 'role policy' : 'default' },
           });
         }
-        void trace;
       },
     };
   },

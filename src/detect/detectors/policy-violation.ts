@@ -32,7 +32,8 @@ import type { DetectorDefinition, FindingDraft } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 import type { Policy, SinkLabel } from '../policy.ts';
-import { advanceClock, finality, globList, NodeClock, structureMayHaveChanged, TraceStates, type TraceState } from './tool-loop.ts';
+import { advanceClock, finality, NodeClock, structureMayHaveChanged, TraceStates } from '../detector.ts';
+import { globList } from '../policy.ts';
 
 export const PolicyViolationConfig = z.strictObject({
   /** Also check the lists that observed roles set, at severity low (no deny-by-default). */
@@ -41,12 +42,6 @@ export const PolicyViolationConfig = z.strictObject({
   settle_after: duration.prefault('30s'),
   /** Calls remembered per trace while their role is not known yet; beyond, new ones are not judged. */
   max_pending_per_trace: z.number().int().positive().default(10_000),
-  /** Calls and agents remembered for all traces; beyond, the idlest traces' state goes first. */
-  max_pending: z.number().int().positive().default(200_000),
-  /** Traces with state; the idlest go first. */
-  max_traces: z.number().int().positive().default(50_000),
-  /** State of a trace with no batch for this long is dropped (tracegraph's idle_ttl is 5m). */
-  idle_ttl: duration.prefault('5m'),
 });
 
 type Rule = 'allowed_tools' | 'allowed_delegations' | 'allowed_hosts';
@@ -67,7 +62,7 @@ interface Pending {
   seen: number;
 }
 
-interface ViolationState extends TraceState {
+interface ViolationState {
   clock: number;
   nodes: NodeClock;
   pending: Pending[];
@@ -90,7 +85,7 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
   kind: 'policy_violation',
   config: PolicyViolationConfig,
   create(cfg, ctx) {
-    const states = new TraceStates<ViolationState>({ ttlMs: cfg.idle_ttl, maxTraces: cfg.max_traces, maxWeight: cfg.max_pending });
+    const states = new TraceStates<ViolationState>();
     // Roles compiled once per policy (the policy reloads live: a new Policy, a new entry).
     const compiled = new WeakMap<Policy, { roles: Map<string, Checked>; any: boolean }>();
 
@@ -178,10 +173,10 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
         const graph = trace.graph;
         if (!any) {
           // Nothing is enforced: nothing to remember either.
-          states.forget(graph.traceId);
+          states.forget(graph);
           return;
         }
-        const st = states.touch(graph.traceId, ctx.now(), () => ({ weight: 0, clock: 0, nodes: new NodeClock(), pending: [], unsettled: false }));
+        const st = states.of(graph, () => ({ clock: 0, nodes: new NodeClock(), pending: [], unsettled: false }));
         st.clock = advanceClock(st.clock, added);
 
         // Calls: judged when what the graph says of them is final.
@@ -207,11 +202,9 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
 
         // Delegations: every agent node and the agent that delegated to it, when they may have changed.
         if (st.unsettled || structureMayHaveChanged(added)) judgeDelegations(policy, roles, graph, st, report);
-        st.weight = st.pending.length + st.nodes.size;
-        states.settle(graph.traceId);
       },
-      forget(traceId) {
-        states.forget(traceId);
+      forget(graph) {
+        states.forget(graph);
       },
     };
   },

@@ -23,162 +23,8 @@ import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
 import type { AddedSpan, DetectorDefinition, FindingDraft } from '../detector.ts';
-import { agentChain, hopsOf } from '../detector.ts';
+import { advanceClock, agentChain, finality, hopsOf, TraceStates, type Finality } from '../detector.ts';
 import type { Severity } from '../finding.ts';
-
-// ---------------------------------------------------------------- shared with the loop and policy detectors
-
-/** What a detector keeps for one trace; `weight` counts what it holds (calls, nodes), for the budget. */
-export interface TraceState {
-  weight: number;
-}
-
-/**
- * Per-trace detector state keyed by trace id, bounded: released by forget(traceId); dropped
- * after `ttlMs` without a batch for the trace (by ctx.now(): the framework does not call forget
- * when tracegraph evicts a trace yet); and within budgets of traces and of total weight, the
- * idlest traces going first (their state is of no use once their graph is gone, and tracegraph
- * evicts the idlest first too). The Map is kept in order of last touch (delete + set), so the
- * idlest trace is always at the head. State holds ids and numbers, never SpanNodes, so that it
- * never keeps an evicted trace graph alive.
- */
-export class TraceStates<S extends TraceState> {
-  readonly #states = new Map<string, { state: S; touched: number; weight: number }>();
-  readonly #ttlMs: number;
-  readonly #maxTraces: number;
-  readonly #maxWeight: number;
-  #weight = 0;
-
-  constructor(limits: { ttlMs: number; maxTraces: number; maxWeight: number }) {
-    this.#ttlMs = limits.ttlMs;
-    this.#maxTraces = limits.maxTraces;
-    this.#maxWeight = limits.maxWeight;
-  }
-
-  get size(): number {
-    return this.#states.size;
-  }
-
-  /** Total weight held. */
-  get weight(): number {
-    return this.#weight;
-  }
-
-  /** The state of `traceId`, made when new, marked as touched at `now`; drops idle traces first. */
-  touch(traceId: string, now: number, make: () => S): S {
-    for (const [id, e] of this.#states) {
-      if (e.touched + this.#ttlMs > now) break;
-      this.#drop(id, e);
-    }
-    let e = this.#states.get(traceId);
-    if (e) this.#states.delete(traceId);
-    else {
-      e = { state: make(), touched: now, weight: 0 };
-      while (this.#states.size >= this.#maxTraces) this.#dropHead();
-    }
-    e.touched = now;
-    this.#states.set(traceId, e);
-    return e.state;
-  }
-
-  /** After a batch changed `traceId`'s state: keeps the total weight, and the budget (this trace, the latest touched, goes last). */
-  settle(traceId: string): void {
-    const e = this.#states.get(traceId);
-    if (!e) return;
-    this.#weight += e.state.weight - e.weight;
-    e.weight = e.state.weight;
-    while (this.#weight > this.#maxWeight && this.#states.size > 1) this.#dropHead();
-  }
-
-  forget(traceId: string): void {
-    const e = this.#states.get(traceId);
-    if (e) this.#drop(traceId, e);
-  }
-
-  #dropHead(): void {
-    const [id, e] = this.#states.entries().next().value!;
-    this.#drop(id, e);
-  }
-
-  #drop(id: string, e: { weight: number }): void {
-    this.#states.delete(id);
-    this.#weight -= e.weight;
-  }
-}
-
-/**
- * How final what the graph says of a span is, once it has waited `waited` ms of the trace's
- * time (the latest span end seen) since it arrived:
- * - 'complete': every ancestor has arrived; its role and its chain are final;
- * - 'named': it names its agent (or inherits a name), so its role is certain (a named identity
- *   never changes as more spans arrive), but ancestors are missing after `settleAfterMs`: its
- *   chain is what is known;
- * - 'provisional': neither, after `settleAfterMs`: its role is the service-name fallback;
- * - undefined: wait (an ancestor may still come and change its role or its chain).
- * Spans are exported child-first (each when it ends), so waiting is the normal case: the AI SDK's
- * execute_tool spans, for instance, name no agent, and inherit one when invoke_agent arrives.
- */
-export type Finality = 'complete' | 'named' | 'provisional';
-
-export function finality(span: SpanNode, waited: number, settleAfterMs: number): Finality | undefined {
-  if (!span.awaitsAncestor()) return 'complete';
-  if (waited < settleAfterMs) return undefined;
-  return span.named ? 'named' : 'provisional';
-}
-
-/** When each agent node was first looked at (the trace's clock then), for `finality` of nodes. */
-export class NodeClock {
-  readonly #seen = new Map<string, number>();
-  readonly #max: number;
-  constructor(max = 10_000) {
-    this.#max = max;
-  }
-  get size(): number {
-    return this.#seen.size;
-  }
-  /** The finality of `node`'s role (transparent nodes are no agents: undefined forever). */
-  finality(node: AgentNode, clock: number, settleAfterMs: number): Finality | undefined {
-    if (node.transparent) return undefined;
-    let seen = this.#seen.get(node.id);
-    if (seen === undefined) {
-      seen = clock;
-      if (this.#seen.size < this.#max) this.#seen.set(node.id, seen);
-    }
-    return finality(node.start, clock - seen, settleAfterMs);
-  }
-}
-
-/**
- * The batch may have changed who delegates to whom (a node started, a parent arrived and
- * stitched its waiting children, an explicit delegation record, an unnamed node became active):
- * node-level detectors then look at every agent node of the trace again. When it did not (a
- * leaf span joining a known agent, the usual case parent-first), they skip the trace.
- */
-export function structureMayHaveChanged(added: readonly AddedSpan[]): boolean {
-  for (const { span } of added) {
-    const node = span.agentNode;
-    if (!node || node.start === span || span.children || span.transferTo || span.links || span.graphNodeId || span.graphNodeParentId) return true;
-    if (span.active && node.anonymous) return true;
-  }
-  return false;
-}
-
-/** Latest end among the spans, joined with the trace's clock so far. */
-export function advanceClock(clock: number, added: readonly AddedSpan[]): number {
-  for (const { span } of added) if (span.end > clock) clock = span.end;
-  return clock;
-}
-
-/** Case-insensitive globs with `*`, as the policy file writes them. */
-export function globList(patterns: readonly string[]): (value: string) => boolean {
-  const exact = new Set<string>();
-  const res: RegExp[] = [];
-  for (const p of patterns) {
-    if (p.includes('*')) res.push(new RegExp(`^${p.split('*').map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i'));
-    else exact.add(p.toLowerCase());
-  }
-  return (value) => exact.has(value.toLowerCase()) || res.some((re) => re.test(value));
-}
 
 // ---------------------------------------------------------------- argument hash
 
@@ -226,12 +72,6 @@ export const ToolLoopConfig = z.strictObject({
   settle_after: duration.prefault('30s'),
   /** Tool calls held for one trace (waiting, or counted within the last window + settle_after); beyond, new calls are not counted. */
   max_calls_per_trace: z.number().int().positive().default(10_000),
-  /** Tool calls held for all traces; beyond, the idlest traces' state goes first (about 150 bytes a call). */
-  max_calls: z.number().int().positive().default(200_000),
-  /** Traces with state; the idlest go first. */
-  max_traces: z.number().int().positive().default(50_000),
-  /** State of a trace with no batch for this long is dropped (tracegraph's idle_ttl is 5m). */
-  idle_ttl: duration.prefault('5m'),
 });
 export type ToolLoopConfig = z.output<typeof ToolLoopConfig>;
 
@@ -258,7 +98,8 @@ interface Group {
   reported: Severity | undefined;
 }
 
-interface LoopState extends TraceState {
+interface LoopState {
+  weight: number;
   /** The trace's clock: the latest span end seen. */
   clock: number;
   /** Calls not counted yet: what the graph says of them may still change. */
@@ -275,7 +116,7 @@ export const toolLoop: DetectorDefinition<typeof ToolLoopConfig> = {
   kind: 'tool_loop',
   config: ToolLoopConfig,
   create(cfg, ctx) {
-    const states = new TraceStates<LoopState>({ ttlMs: cfg.idle_ttl, maxTraces: cfg.max_traces, maxWeight: cfg.max_calls });
+    const states = new TraceStates<LoopState>();
     const high = cfg.max_repeats * 4;
     const perGroup = Math.max(64, cfg.max_repeats * 8);
     // A counted call can still meet a later one within the window; the settle time covers calls counted late.
@@ -357,7 +198,7 @@ export const toolLoop: DetectorDefinition<typeof ToolLoopConfig> = {
       kind: 'tool_loop',
       onSpans(trace, added, report) {
         const graph = trace.graph;
-        const st = states.touch(graph.traceId, ctx.now(), () => ({ weight: 0, clock: 0, waiting: [], groups: new Map(), pruned: 0 }));
+        const st = states.of(graph, () => ({ weight: 0, clock: 0, waiting: [], groups: new Map(), pruned: 0 }));
         st.clock = advanceClock(st.clock, added);
         for (const { span, view } of added) {
           if (!span.tool || st.weight >= cfg.max_calls_per_trace) continue;
@@ -388,10 +229,9 @@ export const toolLoop: DetectorDefinition<typeof ToolLoopConfig> = {
             st.weight -= g.starts.length;
           }
         }
-        states.settle(graph.traceId);
       },
-      forget(traceId) {
-        states.forget(traceId);
+      forget(graph) {
+        states.forget(graph);
       },
     };
   },

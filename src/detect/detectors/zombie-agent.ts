@@ -25,7 +25,8 @@ import type { AgentNode, SpanNode } from '../../tracegraph/trace.ts';
 import type { DetectorDefinition, FindingDraft } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Confidence, Severity } from '../finding.ts';
-import { chainTo, presents, TraceStates, useOf } from './credential-forwarding.ts';
+import { TraceStates } from '../detector.ts';
+import { chainTo, presents, useOf } from './credential-forwarding.ts';
 
 export const ZombieAgentConfig = z.strictObject({
   /** How long after its invocation ended an agent may still start work (clock skew, wrap-up). */
@@ -52,7 +53,7 @@ export const zombieAgent: DetectorDefinition<typeof ZombieAgentConfig> = {
         const retiredAny = policy.config.retired.length > 0;
         const reported = (key: string) => states.get(graph)?.reported.has(key) ?? false;
         const emit = (draft: FindingDraft) => {
-          states.getOrCreate(graph, () => ({ reported: new Set() })).reported.add(draft.key);
+          states.of(graph, () => ({ reported: new Set() })).reported.add(draft.key);
           report(draft);
         };
 
@@ -113,8 +114,8 @@ export const zombieAgent: DetectorDefinition<typeof ZombieAgentConfig> = {
         }
         for (const [n, { s, d, chain }] of late) emit(lateDraft(n, d, s, chain, cfg.grace));
       },
-      forget(traceId) {
-        states.forget(traceId);
+      forget(graph) {
+        states.forget(graph);
       },
     };
   },

@@ -141,13 +141,9 @@ describe('attack: a delegation chain deeper than the role allows (AI SDK v7)', (
     expect(comparable(h.findings())).toEqual(expected);
   });
 
-  // KNOWN GAP (framework, excessive-depth.ts): the detector judges only the agent nodes of the
-  // spans in each batch. Exported child first, writer's invoke_agent span arrives while the agents
-  // above it have not (depth 0 then), and when they arrive writer is in no later batch: the depth
-  // it reaches is never judged. Fix: judge every agent node of the trace whose chain is complete
-  // (node.start.awaitsAncestor() false) whenever a batch may have changed the delegations
-  // (tool-loop.ts structureMayHaveChanged). `it.fails` until then: turn it into `it` with the fix.
-  it.fails('finds the same when the spans arrive as the SDK exported them (child first), one per batch', async () => {
+  // Exported child first, writer's invoke_agent span arrives before the agents above it: its
+  // depth is judged when they arrive.
+  it('finds the same when the spans arrive as the SDK exported them (child first), one per batch', async () => {
     const specs = toSpecs(deep);
     const once = detectHarness(POLICY);
     await once.send(specs);
