@@ -17,12 +17,15 @@ import { shingles } from '../detect/detector.ts';
 import { FINDING_KINDS, findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';
 import { EMPTY_POLICY, loadPolicy, type Policy } from '../detect/policy.ts';
 import { createSinks, SinksConfig, type FindingSink } from '../detect/sinks.ts';
-import { errorMessage } from '../errors.ts';
+import { ConfigError, errorMessage } from '../errors.ts';
 import { ApiError } from '../admin/server.ts';
 
 export const DetectConfig = z.strictObject({
   /** The policy file (YAML); without one, every role is observed and nothing is labelled. */
-  policy: z.string().optional(),
+  policy: z
+    .string()
+    .optional()
+    .transform((p) => (p ? p : undefined)),
   /** Jaeger's UI base URL, e.g. http://localhost:16686: every finding then links to its trace. */
   jaeger_ui_url: z.string().url().optional(),
   /** Settings per detector kind; `false` turns one off. Every kind runs by default. */
@@ -30,6 +33,15 @@ export const DetectConfig = z.strictObject({
   sinks: SinksConfig,
   /** Findings kept for the API (oldest forgotten first). */
   max_findings: z.number().int().positive().default(10_000),
+}).superRefine((c, ctx) => {
+  // The policy file is part of the config: `agentsec validate` reports its problems too.
+  if (!c.policy) return;
+  try {
+    loadPolicy(c.policy);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    for (const issue of err.issues) ctx.addIssue({ code: 'custom', path: ['policy'], message: issue });
+  }
 });
 export type DetectConfig = z.output<typeof DetectConfig>;
 

@@ -135,6 +135,20 @@ service:
     ]);
   });
 
+  it('checks the policy file named by detect', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const bad = join(dir, 'policy.yaml');
+    writeFileSync(bad, 'roles: { research: { mode: audit } }');
+    const withDetect = (policy: string) =>
+      MINIMAL.replace('exporters:\n  debug: {}', `processors:\n  normalize: {}\n  tracegraph: {}\n  detect: { policy: "${policy}" }\nexporters:\n  debug: {}`).replace(
+        'exporters: [debug] }',
+        'processors: [normalize, tracegraph, detect], exporters: [debug] }',
+      );
+    expect(issuesOf(withDetect(bad))).toEqual([expect.stringMatching(/^processors::detect::policy: policy::roles::research::mode: /)]);
+    expect(issuesOf(withDetect(join(dir, 'missing.yaml')))).toEqual([expect.stringMatching(/processors::detect::policy: policy: cannot read .*missing.yaml: no such file/)]);
+    expect(issuesOf(withDetect('config/policies/demo.yaml'))).toEqual([]);
+  });
+
   it('validates the shipped configs', () => {
     for (const file of ['config/agentsec.yaml', 'config/agentsec-forward.yaml']) {
       const { text } = readConfigSource(file);
