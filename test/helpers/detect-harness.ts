@@ -9,6 +9,7 @@ import { Detect, DetectConfig } from '../../src/processors/detect.ts';
 import { Enrich, EnrichConfig } from '../../src/processors/enrich.ts';
 import { decodeTraceJson } from '../../src/otlp/decode.ts';
 import type { Finding } from '../../src/detect/finding.ts';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { plainSpans, type PlainSpan } from './plain-spans.ts';
 import { TracesSink } from './sink.ts';
 import { testSettings } from './settings.ts';
@@ -97,4 +98,28 @@ export function detectHarness(policyYaml = '', detectConfig: Record<string, unkn
     findings: () => detect.list({}).findings,
     exported: () => plainSpans(sink.batches),
   };
+}
+
+/** Spans an OTel SDK recorded, as the harness takes them (attributes as recorded; start floored and end ceiled to whole ms, so that containment is kept). */
+export function specsFromSdk(spans: readonly ReadableSpan[]): SpanSpec[] {
+  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
+  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
+  return spans.map((s) => {
+    const start = Math.floor(ms(s.startTime) - t0);
+    const end = Math.ceil(ms(s.endTime) - t0);
+    const attrs: NonNullable<SpanSpec['attrs']> = {};
+    for (const [k, v] of Object.entries(s.attributes)) {
+      if (typeof v === 'string') attrs[k] = v;
+      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
+      else if (typeof v === 'boolean') attrs[k] = String(v);
+      else if (Array.isArray(v)) attrs[k] = v.map(String);
+    }
+    const parent = s.parentSpanContext?.spanId;
+    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
+  });
+}
+
+/** Findings without their detection time, in id order: comparable across runs and arrival orders. */
+export function comparableFindings(fs: readonly Finding[]) {
+  return fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 }

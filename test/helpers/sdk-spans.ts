@@ -1,6 +1,7 @@
 // Spans recorded by the real OpenTelemetry JS SDK with every attribute type, events, links,
 // statuses, exact timestamps and a remote parent, and what each must look like once received.
-import { context, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type HrTime } from '@opentelemetry/api';
+import { NodeSDK } from '@opentelemetry/sdk-node';
 import { ExportResultCode, TraceState } from '@opentelemetry/core';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type SpanExporter } from '@opentelemetry/sdk-trace';
@@ -110,4 +111,29 @@ export function exportWith(exporter: SpanExporter, spans: ReadableSpan[]): Promi
   return new Promise((resolve, reject) => {
     exporter.export(spans, (result) => (result.code === ExportResultCode.SUCCESS ? resolve() : reject(result.error ?? new Error('export failed'))));
   });
+}
+
+/** Runs `fn` under a NodeSDK for `resource` (a service name, or resource attributes) and returns the spans it ended, in end order. */
+export async function runRecorded(resource: string | Record<string, string>, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
+  const memory = new InMemorySpanExporter();
+  const sdk = new NodeSDK({
+    resource: resourceFromAttributes(typeof resource === 'string' ? { 'service.name': resource } : resource),
+    autoDetectResources: false,
+    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
+    logRecordProcessors: [],
+    metricReaders: [],
+    instrumentations: [],
+  });
+  sdk.start();
+  let spans: ReadableSpan[] = [];
+  try {
+    await fn();
+  } finally {
+    spans = [...memory.getFinishedSpans()];
+    await sdk.shutdown();
+    trace.disable();
+    context.disable();
+    propagation.disable();
+  }
+  return spans;
 }

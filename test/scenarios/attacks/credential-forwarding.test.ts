@@ -13,13 +13,13 @@
 // in-process collector of test/helpers/agent-collector.ts has no detect in its pipeline list.
 import { SpanKind, context, propagation, trace } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { runRecorded } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type DetectHarness } from '../../helpers/detect-harness.ts';
 import { testSettings } from '../../helpers/settings.ts';
 import { Normalize, NormalizeConfig } from '../../../src/processors/normalize.ts';
@@ -36,30 +36,6 @@ const CUSTOMER_READ = jwt({ sub: 'user-42', azp: 'orchestrator', aud: 'customers
 /** The same grant, exchanged at each hop: analysis acting, research before it. */
 const EXCHANGED = jwt({ sub: 'user-42', azp: 'orchestrator', aud: 'customers-api', scope: 'customers:read', act: { sub: 'analysis', act: { sub: 'research' } } });
 
-/** Runs `fn` under a NodeSDK for service `service` and returns the spans it ended, in end order. */
-async function record(service: string, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
-  const memory = new InMemorySpanExporter();
-  const sdk = new NodeSDK({
-    resource: resourceFromAttributes({ 'service.name': service }),
-    autoDetectResources: false,
-    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-    logRecordProcessors: [],
-    metricReaders: [],
-    instrumentations: [],
-  });
-  sdk.start();
-  let spans: ReadableSpan[] = [];
-  try {
-    await fn();
-  } finally {
-    spans = [...memory.getFinishedSpans()];
-    await sdk.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  }
-  return spans;
-}
 
 /** orchestrator → research → analysis, each an AI SDK v6 agent; analysis looks the customer up with `token`. */
 async function customerLookup(token: string): Promise<void> {
@@ -141,8 +117,8 @@ describe('attack: a customer-read token forwarded two hops down (AI SDK v6)', ()
   let exchanged: ReadableSpan[] = [];
 
   beforeAll(async () => {
-    attack = await record('support-app', () => customerLookup(CUSTOMER_READ));
-    exchanged = await record('support-app', () => customerLookup(EXCHANGED));
+    attack = await runRecorded('support-app', () => customerLookup(CUSTOMER_READ));
+    exchanged = await runRecorded('support-app', () => customerLookup(EXCHANGED));
   });
 
   const httpSpan = (spans: ReadableSpan[]) => {

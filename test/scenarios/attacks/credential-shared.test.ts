@@ -8,15 +8,15 @@
 // The spans are serialised to OTLP/protobuf with the official otlp-transformer and run through the
 // agent pipeline in-process (normalize → tracegraph → detect → enrich): the in-process collector of
 // test/helpers/agent-collector.ts has no detect in its pipeline list.
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { runRecorded } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type DetectHarness } from '../../helpers/detect-harness.ts';
 import { testSettings } from '../../helpers/settings.ts';
 import { Normalize, NormalizeConfig } from '../../../src/processors/normalize.ts';
@@ -28,30 +28,6 @@ const SECRET = 'sk-live-SHAREDKEY0123456789';
 const AUTHORIZATION = `Bearer ${SECRET}`;
 const POLICY = 'internal_domains: [internal]';
 
-/** Runs `fn` under a NodeSDK for one workload and returns the spans it ended, in end order. */
-async function record(resource: Record<string, string>, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
-  const memory = new InMemorySpanExporter();
-  const sdk = new NodeSDK({
-    resource: resourceFromAttributes(resource),
-    autoDetectResources: false,
-    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-    logRecordProcessors: [],
-    metricReaders: [],
-    instrumentations: [],
-  });
-  sdk.start();
-  let spans: ReadableSpan[] = [];
-  try {
-    await fn();
-  } finally {
-    spans = [...memory.getFinishedSpans()];
-    await sdk.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  }
-  return spans;
-}
 
 /** One agent run in its own trace, calling its model with the shared key and one tool. */
 async function agentRun(functionId: string, authorization: string): Promise<void> {
@@ -96,9 +72,9 @@ describe('attack: one API key presented by three workloads (AI SDK v6)', () => {
   let alone: ReadableSpan[][] = [];
 
   beforeAll(async () => {
-    for (const { agent, ...resource } of WORKLOADS) shared.push(await record(resource, () => agentRun(agent, AUTHORIZATION)));
+    for (const { agent, ...resource } of WORKLOADS) shared.push(await runRecorded(resource, () => agentRun(agent, AUTHORIZATION)));
     const { agent, ...resource } = WORKLOADS[0]!;
-    for (let i = 0; i < 5; i++) alone.push(await record(resource, () => agentRun(agent, AUTHORIZATION)));
+    for (let i = 0; i < 5; i++) alone.push(await runRecorded(resource, () => agentRun(agent, AUTHORIZATION)));
   });
 
   const traceOf = (spans: ReadableSpan[]) => spans[0]!.spanContext().traceId;

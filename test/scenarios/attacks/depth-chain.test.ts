@@ -17,7 +17,7 @@ import { generateText, stepCountIs, tool, type ToolSet } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { detectHarness, type SpanSpec } from '../../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
@@ -28,26 +28,7 @@ roles:
 
 // ---------------------------------------------------------------------------------- helpers
 
-/** Spans the SDK recorded, as the detect harness takes them (attributes as recorded; whole ms, containment kept). */
-function toSpecs(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
-  return spans.map((s) => {
-    const start = Math.floor(ms(s.startTime) - t0);
-    const end = Math.ceil(ms(s.endTime) - t0);
-    const attrs: NonNullable<SpanSpec['attrs']> = {};
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (typeof v === 'string') attrs[k] = v;
-      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
-      else if (typeof v === 'boolean') attrs[k] = String(v);
-      else if (Array.isArray(v)) attrs[k] = v.map(String);
-    }
-    const parent = s.parentSpanContext?.spanId;
-    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
-  });
-}
 
-const comparable = (fs: Finding[]) => fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 
 // ---------------------------------------------------------------------------------- the system
 
@@ -106,7 +87,7 @@ describe('attack: a delegation chain deeper than the role allows (AI SDK v7)', (
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     deep = await runChain(['orchestrator', 'research', 'analysis', 'writer']);
     within = await runChain(['orchestrator', 'research', 'writer']);
-    shape = describeSpans(toSpecs(deep).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
+    shape = describeSpans(specsFromSdk(deep).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
   afterAll(async () => {
@@ -118,7 +99,7 @@ describe('attack: a delegation chain deeper than the role allows (AI SDK v7)', (
 
   it('finds excessive_depth on writer: depth 3 beyond its 2, the whole chain, shown on the writer', async () => {
     const h = detectHarness(POLICY);
-    await h.send(toSpecs(deep));
+    await h.send(specsFromSdk(deep));
     const findings = h.findings();
     expect(findings.map((f) => f.kind), shape).toEqual(['excessive_depth']);
     const f = findings[0]!;
@@ -131,33 +112,33 @@ describe('attack: a delegation chain deeper than the role allows (AI SDK v7)', (
   });
 
   it('finds the same when the agents arrive root first, one span per batch', async () => {
-    const specs = toSpecs(deep);
+    const specs = specsFromSdk(deep);
     const once = detectHarness(POLICY);
     await once.send(specs);
-    const expected = comparable(once.findings());
+    const expected = comparableFindings(once.findings());
     expect(expected).toHaveLength(1);
     const h = detectHarness(POLICY);
     for (const s of [...specs].sort((a, b) => a.t - b.t)) await h.send([s]);
-    expect(comparable(h.findings())).toEqual(expected);
+    expect(comparableFindings(h.findings())).toEqual(expected);
   });
 
   // Exported child first, writer's invoke_agent span arrives before the agents above it: its
   // depth is judged when they arrive.
   it('finds the same when the spans arrive as the SDK exported them (child first), one per batch', async () => {
-    const specs = toSpecs(deep);
+    const specs = specsFromSdk(deep);
     const once = detectHarness(POLICY);
     await once.send(specs);
-    const expected = comparable(once.findings());
+    const expected = comparableFindings(once.findings());
     expect(expected).toHaveLength(1);
     for (const order of [specs, [...specs].sort((a, b) => b.t - a.t)]) {
       const h = detectHarness(POLICY);
       for (const s of order) await h.send([s]);
-      expect(comparable(h.findings())).toEqual(expected);
+      expect(comparableFindings(h.findings())).toEqual(expected);
     }
   });
 
   it('gives no finding of any kind within the limit: orchestrator → research → writer', async () => {
-    for (const order of [toSpecs(within), [...toSpecs(within)].sort((a, b) => a.t - b.t)]) {
+    for (const order of [specsFromSdk(within), [...specsFromSdk(within)].sort((a, b) => a.t - b.t)]) {
       const h = detectHarness(POLICY);
       for (const s of order) await h.send([s]);
       expect(h.findings()).toEqual([]);

@@ -25,7 +25,7 @@ import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { detectHarness, type SpanSpec } from '../../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
@@ -68,26 +68,7 @@ function userText(prompt: Prompt): string {
 /** How many times the model was called so far in this generateText (its tool round-trips). */
 const round = (prompt: Prompt) => prompt.filter((m) => m.role === 'assistant').length;
 
-/** Spans the SDK recorded, as the detect harness takes them (attributes as recorded; ms times). */
-function toSpecs(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
-  return spans.map((s) => {
-    const start = Math.round(ms(s.startTime) - t0);
-    const end = Math.round(ms(s.endTime) - t0);
-    const attrs: NonNullable<SpanSpec['attrs']> = {};
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (typeof v === 'string') attrs[k] = v;
-      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
-      else if (typeof v === 'boolean') attrs[k] = String(v);
-      else if (Array.isArray(v)) attrs[k] = v.map(String);
-    }
-    const parent = s.parentSpanContext?.spanId;
-    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
-  });
-}
 
-const comparable = (fs: Finding[]) => fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 
 // ---------------------------------------------------------------------------------- the system
 
@@ -216,7 +197,7 @@ describe('attack: web content written into the internal knowledge base across th
     attack = await runSystem(true);
     benign = await runSystem(false);
     shape = describeSpans(
-      toSpecs(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })),
+      specsFromSdk(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })),
     );
   });
 
@@ -239,7 +220,7 @@ describe('attack: web content written into the internal knowledge base across th
 
   it('finds the escalation: fetch_url (research) → orchestrator → kb_write (writer), confirmed by content', async () => {
     const h = detectHarness(POLICY);
-    await h.send(toSpecs(attack));
+    await h.send(specsFromSdk(attack));
     const findings = h.findings();
     expect(findings.map((f) => f.kind), shape).toEqual(['capability_escalation']);
     const f = findings[0]!;
@@ -262,29 +243,29 @@ describe('attack: web content written into the internal knowledge base across th
 
   it('gives no finding of any kind when the written article does not derive from the fetched page', async () => {
     const h = detectHarness(POLICY);
-    await h.send(toSpecs(benign));
+    await h.send(specsFromSdk(benign));
     expect(h.findings()).toEqual([]);
   });
 
   it('finds the same, whatever order the spans arrive in', async () => {
     const once = detectHarness(POLICY);
-    await once.send(toSpecs(attack));
-    const expected = comparable(once.findings());
+    await once.send(specsFromSdk(attack));
+    const expected = comparableFindings(once.findings());
     expect(expected).toHaveLength(1);
-    const specs = toSpecs(attack);
+    const specs = specsFromSdk(attack);
     // As the SDK exported them (each span when it ended: children first), one span per batch;
     // then parents last in reverse start order; then roots first.
     const orders = [specs, [...specs].sort((a, b) => b.t - a.t || 0), [...specs].sort((a, b) => a.t - b.t)];
     for (const order of orders) {
       const h = detectHarness(POLICY);
       for (const s of order) await h.send([s]);
-      expect(comparable(h.findings())).toEqual(expected);
+      expect(comparableFindings(h.findings())).toEqual(expected);
     }
   });
 
   it('never fires escalation when the policy trusts the web content', async () => {
     const h = detectHarness(TRUSTING_POLICY);
-    await h.send(toSpecs(attack));
+    await h.send(specsFromSdk(attack));
     expect(h.findings()).toEqual([]);
   });
 });

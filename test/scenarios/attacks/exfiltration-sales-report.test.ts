@@ -20,7 +20,7 @@ import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { detectHarness, type SpanSpec } from '../../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
@@ -50,26 +50,7 @@ function lastToolOutput(prompt: Prompt, toolName: string): unknown {
 /** How many times the model was called so far in this generateText (its tool round-trips). */
 const round = (prompt: Prompt) => prompt.filter((m) => m.role === 'assistant').length;
 
-/** Spans the SDK recorded, as the detect harness takes them (attributes as recorded; ms times). */
-function toSpecs(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
-  return spans.map((s) => {
-    const start = Math.round(ms(s.startTime) - t0);
-    const end = Math.round(ms(s.endTime) - t0);
-    const attrs: NonNullable<SpanSpec['attrs']> = {};
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (typeof v === 'string') attrs[k] = v;
-      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
-      else if (typeof v === 'boolean') attrs[k] = String(v);
-      else if (Array.isArray(v)) attrs[k] = v.map(String);
-    }
-    const parent = s.parentSpanContext?.spanId;
-    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
-  });
-}
 
-const comparable = (fs: Finding[]) => fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 
 // ---------------------------------------------------------------------------------- the system
 
@@ -172,7 +153,7 @@ describe("attack: the quarter's sales sent to an outside formatting service (AI 
     attack = await runSystem(EXTERNAL_FORMATTER);
     benign = await runSystem(INTERNAL_FORMATTER);
     shape = describeSpans(
-      toSpecs(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })),
+      specsFromSdk(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })),
     );
   });
 
@@ -196,7 +177,7 @@ describe("attack: the quarter's sales sent to an outside formatting service (AI 
 
   it('finds the exfiltration: sales_db_query → format_report to fmt.some-saas.example, in the analysis agent', async () => {
     const h = detectHarness(POLICY);
-    await h.send(toSpecs(attack));
+    await h.send(specsFromSdk(attack));
     const findings = h.findings();
     expect(findings.map((f) => f.kind), shape).toEqual(['data_exfiltration']);
     const f = findings[0]!;
@@ -221,23 +202,23 @@ describe("attack: the quarter's sales sent to an outside formatting service (AI 
 
   it('gives no finding of any kind with the internal formatting service', async () => {
     const h = detectHarness(POLICY);
-    await h.send(toSpecs(benign));
+    await h.send(specsFromSdk(benign));
     expect(h.findings()).toEqual([]);
   });
 
   it('finds the same, whatever order the spans arrive in', async () => {
     const once = detectHarness(POLICY);
-    await once.send(toSpecs(attack));
-    const expected = comparable(once.findings());
+    await once.send(specsFromSdk(attack));
+    const expected = comparableFindings(once.findings());
     expect(expected).toHaveLength(1);
-    const specs = toSpecs(attack);
+    const specs = specsFromSdk(attack);
     // As the SDK exported them (each span when it ended: children first), one span per batch;
     // then in reverse start order; then roots first.
     const orders = [specs, [...specs].sort((a, b) => b.t - a.t), [...specs].sort((a, b) => a.t - b.t)];
     for (const order of orders) {
       const h = detectHarness(POLICY);
       for (const s of order) await h.send([s]);
-      expect(comparable(h.findings())).toEqual(expected);
+      expect(comparableFindings(h.findings())).toEqual(expected);
     }
   });
 });

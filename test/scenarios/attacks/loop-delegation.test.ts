@@ -20,32 +20,13 @@ import { generateText, stepCountIs, tool, type ToolSet } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { detectHarness, type SpanSpec } from '../../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
 // ---------------------------------------------------------------------------------- helpers
 
-/** Spans the SDK recorded, as the detect harness takes them (attributes as recorded; whole ms, containment kept). */
-function toSpecs(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
-  return spans.map((s) => {
-    const start = Math.floor(ms(s.startTime) - t0);
-    const end = Math.ceil(ms(s.endTime) - t0);
-    const attrs: NonNullable<SpanSpec['attrs']> = {};
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (typeof v === 'string') attrs[k] = v;
-      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
-      else if (typeof v === 'boolean') attrs[k] = String(v);
-      else if (Array.isArray(v)) attrs[k] = v.map(String);
-    }
-    const parent = s.parentSpanContext?.spanId;
-    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
-  });
-}
 
-const comparable = (fs: Finding[]) => fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 
 // ---------------------------------------------------------------------------------- the system
 
@@ -126,7 +107,7 @@ describe('attack: research calls back into the orchestrator that called it (AI S
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     attack = await runSystem(true);
     siblings = await runSystem(false);
-    shape = describeSpans(toSpecs(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
+    shape = describeSpans(specsFromSdk(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
   afterAll(async () => {
@@ -150,7 +131,7 @@ describe('attack: research calls back into the orchestrator that called it (AI S
   it('finds one delegation_loop: orchestrator → research → orchestrator, shown where it closes', async () => {
     const h = detectHarness();
     // As the SDK exported them: each span when it ended (children first), one span per batch.
-    for (const s of toSpecs(attack)) await h.send([s]);
+    for (const s of specsFromSdk(attack)) await h.send([s]);
     const findings = h.findings();
     expect(findings.map((f) => f.kind), shape).toEqual(['delegation_loop']);
     const f = findings[0]!;
@@ -176,22 +157,22 @@ describe('attack: research calls back into the orchestrator that called it (AI S
   });
 
   it('finds the same whatever order the spans arrive in', async () => {
-    const specs = toSpecs(attack);
+    const specs = specsFromSdk(attack);
     const once = detectHarness();
     await once.send(specs);
-    const expected = comparable(once.findings());
+    const expected = comparableFindings(once.findings());
     expect(expected.map((f) => f.kind)).toEqual(['delegation_loop']);
     for (const order of [specs, [...specs].sort((a, b) => b.t - a.t), [...specs].sort((a, b) => a.t - b.t)]) {
       const h = detectHarness();
       for (const s of order) await h.send([s]);
-      expect(comparable(h.findings())).toEqual(expected);
+      expect(comparableFindings(h.findings())).toEqual(expected);
     }
   });
 
   it('gives no finding of any kind for siblings: orchestrator → research, orchestrator → writer', async () => {
     expect(byName(siblings, 'invoke_agent research')).toHaveLength(1);
     expect(byName(siblings, 'invoke_agent writer')).toHaveLength(1);
-    for (const specs of [toSpecs(siblings), [...toSpecs(siblings)].sort((a, b) => a.t - b.t)]) {
+    for (const specs of [specsFromSdk(siblings), [...specsFromSdk(siblings)].sort((a, b) => a.t - b.t)]) {
       const h = detectHarness();
       for (const s of specs) await h.send([s]);
       expect(h.findings()).toEqual([]);

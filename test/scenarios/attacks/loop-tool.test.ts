@@ -23,33 +23,14 @@ import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { detectHarness, type SpanSpec } from '../../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { argHash } from '../../../src/detect/detectors/tool-loop.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
 // ---------------------------------------------------------------------------------- helpers
 
-/** Spans the SDK recorded, as the detect harness takes them (attributes as recorded; whole ms, containment kept). */
-function toSpecs(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
-  return spans.map((s) => {
-    const start = Math.floor(ms(s.startTime) - t0);
-    const end = Math.ceil(ms(s.endTime) - t0);
-    const attrs: NonNullable<SpanSpec['attrs']> = {};
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (typeof v === 'string') attrs[k] = v;
-      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
-      else if (typeof v === 'boolean') attrs[k] = String(v);
-      else if (Array.isArray(v)) attrs[k] = v.map(String);
-    }
-    const parent = s.parentSpanContext?.spanId;
-    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
-  });
-}
 
-const comparable = (fs: Finding[]) => fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 
 // ---------------------------------------------------------------------------------- the system
 
@@ -136,7 +117,7 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     attack = await runSystem(() => ORDER);
     varied = await runSystem((i) => ({ order_id: `A-${1000 + i}` }));
-    shape = describeSpans(toSpecs(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
+    shape = describeSpans(specsFromSdk(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
   afterAll(async () => {
@@ -150,7 +131,7 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
     const calls = attack.filter((s) => s.name === 'execute_tool lookup_order');
     expect(calls, shape).toHaveLength(50);
     expect(new Set(calls.map((s) => s.attributes['gen_ai.tool.call.arguments']))).toEqual(new Set([JSON.stringify(ORDER)]));
-    const specs = toSpecs(attack);
+    const specs = specsFromSdk(attack);
     const times = specs.filter((s) => s.name === 'execute_tool lookup_order').map((s) => s.t);
     expect(Math.max(...times) - Math.min(...times)).toBeLessThan(10_000);
     expect(ids(attack, 'invoke_agent research')).toHaveLength(1);
@@ -159,7 +140,7 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
   it('finds one tool_loop: research, lookup_order, 50 calls, the arguments hashed, shown on the fifth call', async () => {
     const h = detectHarness();
     // As the SDK exported them: each span when it ended (children first), one span per batch.
-    for (const s of toSpecs(attack)) await h.send([s]);
+    for (const s of specsFromSdk(attack)) await h.send([s]);
     const findings = h.findings();
     expect(findings.map((f) => f.kind), shape).toEqual(['tool_loop']);
     const f = findings[0]!;
@@ -184,21 +165,21 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
     expect(findingSpans[0]!.links).toHaveLength(50);
 
     const batch = detectHarness();
-    await batch.send(toSpecs(attack));
+    await batch.send(specsFromSdk(attack));
     expect(batch.exported().find((s) => s.spanId === calls[4])!.attributes).toMatchObject({ 'agentsec.finding.kind': 'tool_loop', 'agentsec.finding.severity': 'high' });
   });
 
   it('finds the same whatever order the spans arrive in', async () => {
-    const specs = toSpecs(attack);
+    const specs = specsFromSdk(attack);
     const once = detectHarness();
     await once.send(specs);
-    const expected = comparable(once.findings());
+    const expected = comparableFindings(once.findings());
     expect(expected.map((f) => f.kind)).toEqual(['tool_loop']);
     // As exported (each span when it ended: children first), parents last in reverse start order.
     for (const order of [specs, [...specs].sort((a, b) => b.t - a.t)]) {
       const h = detectHarness();
       for (const s of order) await h.send([s]);
-      expect(comparable(h.findings())).toEqual(expected);
+      expect(comparableFindings(h.findings())).toEqual(expected);
     }
     // Roots first, one span per batch (a replay; live spans arrive when they end): the same
     // finding, reported as the fifth call arrives (medium) and raised when the twentieth does.
@@ -215,13 +196,13 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
   it('gives no finding of any kind for 50 lookups with different arguments', async () => {
     expect(new Set(varied.filter((s) => s.name === 'execute_tool lookup_order').map((s) => s.attributes['gen_ai.tool.call.arguments'])).size).toBe(50);
     const h = detectHarness();
-    for (const s of toSpecs(varied)) await h.send([s]);
+    for (const s of specsFromSdk(varied)) await h.send([s]);
     expect(h.findings()).toEqual([]);
   });
 
   it('gives no finding of any kind for the 50 identical calls spread over 10 minutes', async () => {
     const [research] = ids(attack, 'invoke_agent research');
-    const spread = spreadSteps(toSpecs(attack), research!, 12_000);
+    const spread = spreadSteps(specsFromSdk(attack), research!, 12_000);
     const times = spread.filter((s) => s.name === 'execute_tool lookup_order').map((s) => s.t);
     expect(Math.max(...times) - Math.min(...times)).toBeGreaterThan(49 * 12_000 - 1);
     const h = detectHarness();

@@ -19,7 +19,7 @@ import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { detectHarness, type SpanSpec } from '../../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
@@ -42,26 +42,7 @@ roles:
 
 // ---------------------------------------------------------------------------------- helpers
 
-/** Spans the SDK recorded, as the detect harness takes them (attributes as recorded; whole ms, containment kept). */
-function toSpecs(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
-  return spans.map((s) => {
-    const start = Math.floor(ms(s.startTime) - t0);
-    const end = Math.ceil(ms(s.endTime) - t0);
-    const attrs: NonNullable<SpanSpec['attrs']> = {};
-    for (const [k, v] of Object.entries(s.attributes)) {
-      if (typeof v === 'string') attrs[k] = v;
-      else if (typeof v === 'number' && Number.isInteger(v)) attrs[k] = v;
-      else if (typeof v === 'boolean') attrs[k] = String(v);
-      else if (Array.isArray(v)) attrs[k] = v.map(String);
-    }
-    const parent = s.parentSpanContext?.spanId;
-    return { id: s.spanContext().spanId, trace: s.spanContext().traceId, ...(parent ? { parent } : {}), name: s.name, kind: s.kind + 1, t: start, d: end - start, service: String(s.resource.attributes['service.name']), attrs };
-  });
-}
 
-const comparable = (fs: Finding[]) => fs.map(({ time: _t, ...f }) => f).sort((a, b) => a.id.localeCompare(b.id));
 
 // ---------------------------------------------------------------------------------- the system
 
@@ -142,7 +123,7 @@ describe('attack: an enforced role calling a tool outside its allowed_tools (AI 
     sdk.start();
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     spans = await runSystem();
-    shape = describeSpans(toSpecs(spans).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
+    shape = describeSpans(specsFromSdk(spans).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
   afterAll(async () => {
@@ -155,7 +136,7 @@ describe('attack: an enforced role calling a tool outside its allowed_tools (AI 
   it('finds one policy_violation: research called run_shell, outside its enforced allowed_tools', async () => {
     const h = detectHarness(ENFORCED);
     // As the SDK exported them: each span when it ended (children first), one span per batch.
-    for (const s of toSpecs(spans)) await h.send([s]);
+    for (const s of specsFromSdk(spans)) await h.send([s]);
     const findings = h.findings();
     expect(findings.map((f) => f.kind), shape).toEqual(['policy_violation']);
     const f = findings[0]!;
@@ -175,21 +156,21 @@ describe('attack: an enforced role calling a tool outside its allowed_tools (AI 
   });
 
   it('finds the same whatever order the spans arrive in', async () => {
-    const specs = toSpecs(spans);
+    const specs = specsFromSdk(spans);
     const once = detectHarness(ENFORCED);
     await once.send(specs);
-    const expected = comparable(once.findings());
+    const expected = comparableFindings(once.findings());
     expect(expected.map((f) => f.kind)).toEqual(['policy_violation']);
     for (const order of [specs, [...specs].sort((a, b) => b.t - a.t), [...specs].sort((a, b) => a.t - b.t)]) {
       const h = detectHarness(ENFORCED);
       for (const s of order) await h.send([s]);
-      expect(comparable(h.findings())).toEqual(expected);
+      expect(comparableFindings(h.findings())).toEqual(expected);
     }
   });
 
   it('gives no finding of any kind when research is observed, or has no policy', async () => {
     for (const policy of [OBSERVED, OTHER_ROLE, '']) {
-      for (const order of [toSpecs(spans), [...toSpecs(spans)].sort((a, b) => a.t - b.t)]) {
+      for (const order of [specsFromSdk(spans), [...specsFromSdk(spans)].sort((a, b) => a.t - b.t)]) {
         const h = detectHarness(policy);
         for (const s of order) await h.send([s]);
         expect(h.findings(), policy).toEqual([]);

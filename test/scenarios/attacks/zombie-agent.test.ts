@@ -9,15 +9,15 @@
 // serialised to OTLP/protobuf with the official otlp-transformer and run through the agent
 // pipeline in-process (normalize → tracegraph → detect → enrich): the in-process collector of
 // test/helpers/agent-collector.ts has no detect in its pipeline list.
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { runRecorded } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type DetectHarness } from '../../helpers/detect-harness.ts';
 import { testSettings } from '../../helpers/settings.ts';
 import { Normalize, NormalizeConfig } from '../../../src/processors/normalize.ts';
@@ -28,29 +28,6 @@ import { textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-traci
 
 const SLOW_STEP_MS = 1500;
 
-async function record(service: string, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
-  const memory = new InMemorySpanExporter();
-  const sdk = new NodeSDK({
-    resource: resourceFromAttributes({ 'service.name': service }),
-    autoDetectResources: false,
-    spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-    logRecordProcessors: [],
-    metricReaders: [],
-    instrumentations: [],
-  });
-  sdk.start();
-  let spans: ReadableSpan[] = [];
-  try {
-    await fn();
-  } finally {
-    spans = [...memory.getFinishedSpans()];
-    await sdk.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  }
-  return spans;
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -124,9 +101,9 @@ describe('attack: a sub-agent acting after its invocation ended (AI SDK v6)', ()
   let retired: ReadableSpan[] = [];
 
   beforeAll(async () => {
-    zombie = await record('support-app', () => delegation({ wait: false }));
-    waited = await record('support-app', () => delegation({ wait: true }));
-    retired = await record('support-app', () => delegation({ wait: true, sub: 'legacy-billing', delayMs: 0 }));
+    zombie = await runRecorded('support-app', () => delegation({ wait: false }));
+    waited = await runRecorded('support-app', () => delegation({ wait: true }));
+    retired = await runRecorded('support-app', () => delegation({ wait: true, sub: 'legacy-billing', delayMs: 0 }));
   }, 20_000);
 
   const toolSpan = (spans: ReadableSpan[], name: string) => spans.find((s) => s.name === 'ai.toolCall' && s.attributes['ai.toolCall.name'] === name)!;
