@@ -79,8 +79,12 @@ async function delegation(opts: { wait: boolean; sub?: string; delayMs?: number 
   await background;
 }
 
+// A grace well below SLOW_STEP_MS, so that a loaded machine (slower event loop, later span ends)
+// cannot shrink the gap under it.
+const GRACE = '300ms';
+
 function pipeline(policy = ''): { h: DetectHarness; send(spans: ReadableSpan[]): Promise<void> } {
-  const h = detectHarness(policy);
+  const h = detectHarness(policy, { detectors: { zombie_agent: { grace: GRACE } } });
   const set = testSettings('scenario');
   const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), h.detect);
   const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'scenario-key-0123456789abcdef0123456789' }), graph);
@@ -131,7 +135,7 @@ describe('attack: a sub-agent acting after its invocation ended (AI SDK v6)', ()
     expect(f.spanIds).toEqual([id(exported), id(agentSpan(zombie, 'research')), id(toolSpan(zombie, 'delegate_research'))]);
     expect(f.chain.map((c) => c.role)).toEqual(['orchestrator', 'research']);
     expect(f.chain.at(-1)).toMatchObject({ spanId: id(exported), capability: 'export_report' });
-    expect(f.evidence).toMatchObject({ role: 'research', invoked_by: 'orchestrator', delegating_span: id(toolSpan(zombie, 'delegate_research')), tool: 'export_report', grace_ms: 1000 });
+    expect(f.evidence).toMatchObject({ role: 'research', invoked_by: 'orchestrator', delegating_span: id(toolSpan(zombie, 'delegate_research')), tool: 'export_report', grace_ms: 300 });
     expect(f.evidence.late_by_ms as number).toBeGreaterThan(1000);
     expect(p.h.exported().find((s) => s.spanId === id(exported))?.attributes['agentsec.finding.kind']).toBe('zombie_agent');
   });
