@@ -21,7 +21,8 @@ import type { TraceBatch } from './otlp/types.ts';
 import { createFileExporter, FileExporterConfig } from './exporters/file.ts';
 import { EnrichConfig } from './processors/enrich.ts';
 import { typeOf } from './component/registry.ts';
-import { BadInputError, errorMessage } from './errors.ts';
+import { BadInputError, ConfigError, errorMessage } from './errors.ts';
+import { formatIssues } from './config/issues.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { MetricsRegistry } from './telemetry/metrics.ts';
 import { TraceGraphProcessor } from './processors/tracegraph.ts';
@@ -81,7 +82,9 @@ export async function analyze(opts: AnalyzeOptions): Promise<AnalyzeSummary> {
     let p: Processor;
     if (typeOf(id) === 'detect') {
       // Findings go to stdout, as native NDJSON, whatever sinks the config names.
-      const c = DetectConfig.parse({ ...(cfg as object), ...(opts.policy ? { policy: opts.policy } : {}), sinks: { ndjson: [{ path: '-', format: 'native' }] } });
+      const parsed = DetectConfig.safeParse({ ...(cfg as object), ...(opts.policy ? { policy: opts.policy } : {}), sinks: { ndjson: [{ path: '-', format: 'native' }] } });
+      if (!parsed.success) throw new ConfigError(formatIssues([], parsed.error));
+      const c = parsed.data;
       p = detect = new Detect(settings(id), c, next, opts.stdout ?? process.stdout);
     } else {
       // Offline there is nothing to wait for: enrich runs inline.

@@ -2,7 +2,7 @@
 // same fingerprint across restarts and replicas that share the key, and a fingerprint cannot
 // be reversed or brute-forced without the key), and JWT claims read WITHOUT verifying the
 // signature: they are evidence of what the token claims, not proof.
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -56,9 +56,10 @@ export interface Credential {
 }
 
 export class CredentialReader {
-  readonly #key: Buffer;
+  /** A KeyObject made once: HMAC with it is several times faster than with a raw Buffer key. */
+  readonly #key: KeyObject;
   constructor(key: Buffer) {
-    this.#key = key;
+    this.#key = createSecretKey(key);
   }
 
   fingerprint(secret: string): string {

@@ -21,8 +21,8 @@ import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 export const EnrichConfig = z.strictObject({
   /** How long a batch waits for related spans before it leaves; 0 enriches and forwards at once. */
   hold: duration.prefault('500ms'),
-  /** Spans held at most; beyond, data is refused (retryable) until the hold drains. */
-  max_held_spans: z.number().int().positive().default(200_000),
+  /** Spans held at most (about 3 KB each, decoded); beyond, data is refused (retryable) until the hold drains. */
+  max_held_spans: z.number().int().positive().default(100_000),
 });
 export type EnrichConfig = z.output<typeof EnrichConfig>;
 
@@ -42,7 +42,12 @@ interface Held {
   nodes: SpanNode[];
   ctx: ConsumeContext;
   due: number;
+  /** Written once: a batch the next component refused waits enriched, and is not enriched twice. */
+  enriched: boolean;
 }
+
+/** Due batches sent on together, at most (one export instead of many small ones). */
+const MAX_SPANS_PER_RELEASE = 8192;
 
 /** Writes the agentsec.* attributes onto every span of the batch from its graph summary. */
 export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void {
@@ -147,7 +152,7 @@ export class Enrich implements Processor {
     if (this.#held.length > 0 && this.#heldSpans + batch.spanCount > this.#cfg.max_held_spans) {
       return Promise.reject(new RetryableError(`enrich hold is full (${this.#heldSpans} spans held)`, { reason: 'hold_full', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
     }
-    this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold });
+    this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();
   }
@@ -163,19 +168,39 @@ export class Enrich implements Processor {
     return run;
   }
 
+  /**
+   * Sends what is due as few exports as possible: consecutive due batches from the same receiver
+   * and transport are merged (up to MAX_SPANS_PER_RELEASE spans), so the exporters see one batch
+   * instead of many small ones. A retryable refusal keeps them all held, in order, for the next tick.
+   */
   async #sendDue(flush: boolean): Promise<void> {
-    while (this.#held.length > 0 && (flush || this.#held[0]!.due <= this.now())) {
-      const h = this.#held[0]!;
-      enrichBatch(h.batch, h.nodes);
-      try {
-        await this.#next.consume(h.batch, h.ctx);
-      } catch (err) {
-        if (!isPermanent(err)) return; // downstream is full: keep it held and try on the next tick
-        this.#dropped.inc([this.#set.id, 'permanent_error'], h.batch.spanCount);
-        this.#set.logger.warn({ spans: h.batch.spanCount, err: errorMessage(err) }, 'dropped a batch the next component refused permanently');
+    const now = this.now();
+    while (this.#held.length > 0 && (flush || this.#held[0]!.due <= now)) {
+      const first = this.#held[0]!;
+      let n = 0;
+      let spans = 0;
+      while (n < this.#held.length) {
+        const h = this.#held[n]!;
+        if (!flush && h.due > now) break;
+        if (n > 0 && (h.ctx.receiver !== first.ctx.receiver || h.ctx.transport !== first.ctx.transport || spans + h.batch.spanCount > MAX_SPANS_PER_RELEASE)) break;
+        if (!h.enriched) {
+          enrichBatch(h.batch, h.nodes);
+          h.enriched = true;
+        }
+        spans += h.batch.spanCount;
+        n++;
       }
-      this.#held.shift();
-      this.#heldSpans -= h.batch.spanCount;
+      const group = this.#held.slice(0, n);
+      const out: TraceBatch = n === 1 ? first.batch : { resourceSpans: group.flatMap((h) => h.batch.resourceSpans), spanCount: spans };
+      try {
+        await this.#next.consume(out, first.ctx);
+      } catch (err) {
+        if (!isPermanent(err)) return; // downstream is full: keep them held and try on the next tick
+        this.#dropped.inc([this.#set.id, 'permanent_error'], spans);
+        this.#set.logger.warn({ spans, err: errorMessage(err) }, 'dropped spans the next component refused permanently');
+      }
+      this.#held.splice(0, n);
+      this.#heldSpans -= spans;
     }
   }
 

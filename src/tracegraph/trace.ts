@@ -99,7 +99,7 @@ export class SpanNode {
 
   /** Rough heap bytes, for the store's byte budget. */
   estimateBytes(): number {
-    return 400 + (this.argTargets ? 16 * this.argTargets.length : 0) + (this.links ? 120 * this.links.length : 0);
+    return 480 + (this.argTargets ? 16 * this.argTargets.length : 0) + (this.links ? 120 * this.links.length : 0);
   }
 }
 
@@ -152,11 +152,11 @@ function canonicalName(s: string): string {
 export class TraceGraph {
   readonly traceId: string;
   readonly spans = new Map<string, SpanNode>();
-  /** Children that arrived before their parent, by parent id. */
-  readonly pending = new Map<string, SpanNode[]>();
+  /** Children that arrived before their parent, by parent id (made when first needed: most traces of one process never need it). */
+  #pending: Map<string, SpanNode[]> | undefined;
   readonly nodes = new Map<string, AgentNode>();
   /** Spans that name a delegation target explicitly (handoffs, transfers). */
-  readonly transfers: SpanNode[] = [];
+  #transfers: SpanNode[] | undefined;
   bytes = 0;
   lastSeen = 0;
   #version = 0;
@@ -168,6 +168,14 @@ export class TraceGraph {
     this.#opts = opts;
   }
 
+  get pending(): ReadonlyMap<string, readonly SpanNode[]> {
+    return this.#pending ?? EMPTY_PENDING;
+  }
+
+  get transfers(): readonly SpanNode[] {
+    return this.#transfers ?? [];
+  }
+
   /** Adds a span; returns false for a duplicate (OTLP clients may resend). */
   add(span: SpanNode): boolean {
     if (this.spans.has(span.id)) return false;
@@ -177,17 +185,18 @@ export class TraceGraph {
       const parent = this.spans.get(span.parentId);
       if (parent) attach(parent, span);
       else {
-        const waiting = this.pending.get(span.parentId);
+        this.#pending ??= new Map();
+        const waiting = this.#pending.get(span.parentId);
         if (waiting) waiting.push(span);
-        else this.pending.set(span.parentId, [span]);
+        else this.#pending.set(span.parentId, [span]);
       }
     }
-    const orphans = this.pending.get(span.id);
+    const orphans = this.#pending?.get(span.id);
     if (orphans) {
-      this.pending.delete(span.id);
+      this.#pending!.delete(span.id);
       for (const child of orphans) attach(span, child);
     }
-    if (span.transferTo) this.transfers.push(span);
+    if (span.transferTo) (this.#transfers ??= []).push(span);
     this.#resolve(span);
     this.#version++;
     return true;
@@ -243,7 +252,7 @@ export class TraceGraph {
         if (from) this.#setDelegator(n, from, 'graph_parent', n.id);
       }
       if (!n.delegator) {
-        const t = lastTransferTo(this.transfers, n);
+        const t = this.#transfers ? lastTransferTo(this.#transfers, n) : undefined;
         if (t?.agentNode && t.agentNode !== n) this.#setDelegator(n, t.agentNode, t.operation === 'handoff' ? 'handoff' : 'transfer', t.id);
       }
       if (!n.delegator && startParent?.agentNode) {
@@ -295,17 +304,21 @@ export class TraceGraph {
     this.lastSeen = now;
   }
 
-  readonly #onEvict: (() => void)[] = [];
+  #onEvict: (() => void)[] | undefined;
 
   /** Calls `fn` once when the store evicts this trace (for state kept beside the graph). */
   onEvict(fn: () => void): void {
-    this.#onEvict.push(fn);
+    (this.#onEvict ??= []).push(fn);
   }
 
   evicted(): void {
-    for (const fn of this.#onEvict.splice(0)) fn();
+    const listeners = this.#onEvict;
+    this.#onEvict = undefined;
+    for (const fn of listeners ?? []) fn();
   }
 }
+
+const EMPTY_PENDING: ReadonlyMap<string, readonly SpanNode[]> = new Map();
 
 function attach(parent: SpanNode, child: SpanNode): void {
   child.parent = parent;
