@@ -83,7 +83,7 @@ export class Detect implements Processor {
       if (!parsed.success) throw new Error(`detectors::${kind}: ${parsed.error.issues.map((i) => `${i.path.join('::')} ${i.message}`).join('; ')}`);
       this.#detectors.push(def.create(parsed.data, ctx));
     }
-    this.#sinks = createSinks(cfg.sinks, stdout);
+    this.#sinks = createSinks(cfg.sinks, { stdout, logger: set.logger, metrics: set.metrics });
     this.#counter = set.metrics.counter('agentsec_findings_total', 'Findings, by kind and severity.', ['kind', 'severity']);
     this.#errors = set.metrics.counter('agentsec_detector_errors_total', 'Detector failures (the detector is skipped for that batch).', ['kind']);
   }
@@ -217,8 +217,11 @@ export class Detect implements Processor {
     return f;
   }
 
-  async shutdown(): Promise<void> {
-    for (const s of this.#sinks) await s.close();
+  async shutdown(signal?: AbortSignal): Promise<void> {
+    // The network sinks drain their queues side by side, each until the service's deadline.
+    const closed = await Promise.allSettled(this.#sinks.map((s) => s.close(signal)));
+    const failed = closed.find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 }
 

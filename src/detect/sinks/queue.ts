@@ -25,6 +25,7 @@ export const PRODUCT_VERSION = '0.1.0';
 /** How long close() drains when its caller gives no deadline. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;
 
+/** What a queued sink needs from the detect processor's Settings. */
 export interface SinkContext {
   logger: Logger;
   metrics: MetricsRegistry;
