@@ -85,7 +85,8 @@ export class Inventory {
       const at = s.start || trace.lastSeen;
       const agent = this.#entry(t.agents, role, () => ({ role, instances: new Set<string>(), workloads: new Set<string>() }), at);
       if (agent) {
-        addBounded(agent.instances, s.agentId || role);
+        // Instances come from the spans that name their agent (the rest only inherit it).
+        if (s.ownAgent) addBounded(agent.instances, s.agentId || s.ownAgent);
         if (s.workload.service) addBounded(agent.workloads, [s.workload.namespace, s.workload.service].filter(Boolean).join('/'));
       }
       if (s.model || s.provider) {

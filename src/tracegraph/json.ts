@@ -15,7 +15,7 @@ export function graphJson(trace: TraceGraph) {
     for (const t of s.argTargets ?? []) a.targets.add(t);
     if (s.credential) a.credentials.add(s.credential);
     if (s.workload.service) a.workloads.add(s.workload.service);
-    a.instances.add(s.agentId || s.agent);
+    if (s.ownAgent) a.instances.add(s.agentId || s.ownAgent);
   }
   const nodes = [...trace.nodes.values()].filter((n) => !n.transparent).sort((x, y) => x.start.start - y.start.start || x.depth - y.depth);
   const sorted = (s: Set<string> | undefined) => [...(s ?? [])].sort();

@@ -93,12 +93,12 @@ describe('capability_escalation', () => {
     expect(await run(crossAgent({ sourceTool: 'lookup_price' }))).toEqual([]);
   });
 
-  it('fires at low confidence when one side was not captured; severity medium, +1 across agents', async () => {
+  it('fires at low confidence when one side was not captured, at most medium (content capture is opt-in)', async () => {
     const noResult = await run(crossAgent({ fetched: undefined }));
-    expect(noResult.map((f) => [f.confidence, f.severity])).toEqual([['low', 'high']]);
+    expect(noResult.map((f) => [f.confidence, f.severity])).toEqual([['low', 'medium']]);
     expect(noResult[0]!.evidence).toMatchObject({ content: { source_result_captured: false, sink_args_captured: true, overlap: null } });
     const noArgs = await run(crossAgent({ written: undefined }));
-    expect(noArgs.map((f) => [f.confidence, f.severity])).toEqual([['low', 'high']]);
+    expect(noArgs.map((f) => [f.confidence, f.severity])).toEqual([['low', 'medium']]);
     // One agent, nothing captured: medium.
     const oneAgent: SpanSpec[] = [
       { id: '1', t: 0, d: 100, attrs: agent('research') },
@@ -202,9 +202,10 @@ describe('capability_escalation', () => {
     for (let i = 0; i < 300; i++) spans.push({ id: (0x100 + i).toString(16), parent: '1', t: 1 + i, d: 1, attrs: tool('web_search', { q: String(i) }) });
     spans.push({ id: 'fff', parent: '1', t: 5000, d: 1, attrs: tool('kb_write', { body: 'x' }) });
     const f = await run(spans, POLICY, { detectors: { capability_escalation: { max_sources: 50 } } });
-    // The 50 most recent sources, each unconfirmed (results not captured).
-    expect(f).toHaveLength(50);
-    expect(new Set(f.map((x) => x.chain[0]!.spanId)).has(sid((0x100 + 299).toString(16)))).toBe(true);
-    expect(new Set(f.map((x) => x.chain[0]!.spanId)).has(sid((0x100).toString(16)))).toBe(false);
+    // Results not captured: one finding for the sink, not one per source; the source it names is
+    // among the 50 most recent kept.
+    expect(f).toHaveLength(1);
+    const kept = Array.from({ length: 50 }, (_, i) => sid((0x100 + 250 + i).toString(16)));
+    expect(kept).toContain(f[0]!.chain[0]!.spanId);
   });
 });

@@ -11,7 +11,7 @@ import { z } from 'zod';
 import type { DetectorDefinition } from '../detector.ts';
 import { raise } from '../finding.ts';
 import type { SinkLabel } from '../policy.ts';
-import { baseSeverity, contentNote, FLOW_SETTINGS, flowChain, flowEvidence, flowPath, flowSpans, FlowTracker } from './flow.ts';
+import { baseSeverity, contentNote, FLOW_SETTINGS, flowChain, flowEvidence, flowPath, flowSpans, FlowTracker, capSeverity, flowKey } from './flow.ts';
 
 export const CapabilityEscalationConfig = z.strictObject({ ...FLOW_SETTINGS });
 
@@ -33,8 +33,9 @@ export const capabilityEscalation: DetectorDefinition<typeof CapabilityEscalatio
           let severity = baseSeverity(flow);
           if (flow.confidence !== 'low' && (sink.labels.sink === 'destructive' || sink.labels.sink === 'exec')) severity = raise(severity);
           if (flow.crossesAgents) severity = raise(severity);
+          severity = capSeverity(flow, severity);
           report({
-            key: `${source.span.id}>${sink.span.id}`,
+            key: flowKey(flow),
             severity,
             confidence: flow.confidence,
             summary:

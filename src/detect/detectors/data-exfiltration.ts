@@ -14,7 +14,7 @@ import { z } from 'zod';
 import type { DetectorDefinition, DetectorTrace, LabeledSpan } from '../detector.ts';
 import { treeRoot } from '../detector.ts';
 import { raise } from '../finding.ts';
-import { baseSeverity, contentNote, FLOW_SETTINGS, flowChain, flowEvidence, flowPath, flowSpans, FlowTracker } from './flow.ts';
+import { baseSeverity, contentNote, FLOW_SETTINGS, flowChain, flowEvidence, flowPath, flowSpans, FlowTracker, capSeverity, flowKey } from './flow.ts';
 
 /** OWASP asi10_rogue_agents.rego covert destinations (reference/detection.md §2). */
 export const COVERT_DESTINATIONS = ['ngrok.io', 'ngrok.app', 'requestbin', 'webhook.site', 'pipedream.net', 'burpcollaborator', 'interact.sh', 'oastify.com', 'canarytokens.com', 'dnslog.cn', '*.onion'];
@@ -51,10 +51,12 @@ export const dataExfiltration: DetectorDefinition<typeof DataExfiltrationConfig>
             let severity = baseSeverity(flow);
             if (untrusted) severity = raise(severity);
             if (flow.crossesAgents) severity = raise(severity);
+            severity = capSeverity(flow, severity);
+            // A covert destination is damning on its own, captured content or not.
             if (isCovert) severity = 'critical';
             const base = flowEvidence(flow, cfg);
             report({
-              key: `${source.span.id}>${sink.span.id}>${destination}`,
+              key: flowKey(flow, destination),
               severity,
               confidence: flow.confidence,
               summary:

@@ -20,6 +20,7 @@ import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts'
 import type { AddedSpan, DetectorTrace, LabeledSpan } from '../detector.ts';
 import { agentsBetween, canFlow, overlap } from '../detector.ts';
 import type { ChainHop, Confidence, Severity } from '../finding.ts';
+import { severityRank } from '../finding.ts';
 
 /** Settings both flow detectors take (defaults beside each). */
 export const FLOW_SETTINGS = {
@@ -143,6 +144,24 @@ function judge(source: LabeledSpan, sink: LabeledSpan, cfg: FlowSettings): Flow 
 /** Severity before what each kind adds: confirmed by content high, otherwise medium. */
 export function baseSeverity(flow: Flow): Severity {
   return flow.confidence === 'high' ? 'high' : 'medium';
+}
+
+/**
+ * A flow judged by order and cause alone (content not captured: it is opt-in in the GenAI
+ * conventions, so common) is at most medium, so that deployments without content capture do not
+ * page anyone on a normal day; the evidence says what was not captured.
+ */
+export function capSeverity(flow: Flow, severity: Severity): Severity {
+  return flow.confidence === 'low' && severityRank(severity) > severityRank('medium') ? 'medium' : severity;
+}
+
+/**
+ * The dedup key of a flow finding: with content on both sides, one per (source, sink); judged by
+ * order alone, one per sink (every earlier source would otherwise make its own finding).
+ */
+export function flowKey(flow: Flow, ...more: string[]): string {
+  const base = flow.confidence === 'low' ? flow.sink.span.id : `${flow.source.span.id}>${flow.sink.span.id}`;
+  return [base, ...more].join('>');
 }
 
 /** The capabilities a span matched, as a hop shows them. */

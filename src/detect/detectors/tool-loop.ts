@@ -202,6 +202,8 @@ export const toolLoop: DetectorDefinition<typeof ToolLoopConfig> = {
         st.clock = advanceClock(st.clock, added);
         for (const { span, view } of added) {
           if (!span.tool || st.weight >= cfg.max_calls_per_trace) continue;
+          // Without captured arguments, different calls are indistinguishable: they are not grouped.
+          if (view.toolArgs === undefined) continue;
           st.waiting.push({ id: span.id, start: span.start, tool: span.tool, hash: argHash(view.toolArgs), seen: st.clock });
           st.weight++;
         }
