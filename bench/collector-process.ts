@@ -21,6 +21,8 @@ export interface CollectorOptions {
   logPath: string;
   /** Extra node flags, e.g. --cpu-prof. */
   nodeFlags?: string[];
+  /** Ports to use instead of free ones picked here (e.g. the defaults when they are free). */
+  ports?: { grpc?: number; http?: number; admin?: number };
 }
 
 export interface CollectorProcess {
@@ -37,7 +39,7 @@ export interface CollectorProcess {
 }
 
 export async function startCollector(opts: CollectorOptions): Promise<CollectorProcess> {
-  const [grpcPort, httpPort, adminPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  const [grpcPort, httpPort, adminPort] = await Promise.all([opts.ports?.grpc ?? freePort(), opts.ports?.http ?? freePort(), opts.ports?.admin ?? freePort()]);
   const endpoints = { grpc: `127.0.0.1:${grpcPort}`, http: `127.0.0.1:${httpPort}` };
   const adminUrl = `http://127.0.0.1:${adminPort}`;
   const log = openSync(opts.logPath, 'a');
