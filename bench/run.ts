@@ -6,9 +6,13 @@
 //   BENCH_CONCURRENCY (8)   requests in flight
 //   BENCH_ONLY              run only scenarios whose "transport/sink" contains this text
 //   BENCH_CPU_PROF          a directory: run the collectors with --cpu-prof into it
+//   BENCH_NODE_FLAGS        node flags for the collectors, e.g. "--max-semi-space-size=64"
+//                           (default: those of package.json's "start" script)
 //   BENCH_RESULTS           where to write the JSON figures (default: a file in the OS temp dir)
+//   BENCH_OTLP_COMPRESSION, BENCH_OTLP_NUM_CONSUMERS   the otlp exporter's compression (gzip) and
+//                           sending_queue.num_consumers (4) in the "bare" scenario (bench/forward-exporter-only.yaml)
 import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +38,7 @@ const LOAD_SCRIPT = fileURLToPath(new URL('./load.ts', import.meta.url));
 
 interface Sink {
   name: string;
-  /** One of the embedded defaults, so the bench measures the pipeline users get. */
+  /** One of the embedded defaults, so the bench measures the pipeline users get (or a bench variant of one). */
   config: string;
   env(dataDir: string, grpcSink: GrpcSink): Record<string, string>;
   /** The bench's gRPC sink receives this sink's spans. */
@@ -49,8 +53,26 @@ const SINKS: Sink[] = [
     env: (dataDir, grpcSink) => ({ AGENTSEC_DATA_DIR: dataDir, AGENTSEC_OTLP_ENDPOINT: `http://${grpcSink.address}` }),
     forwardsToGrpcSink: true,
   },
+  {
+    // The same forwarding without the agent processors: the exporter path alone.
+    name: 'bare otlp+debug→grpc sink',
+    config: 'bench/forward-exporter-only.yaml',
+    env: (dataDir, grpcSink) => ({ AGENTSEC_DATA_DIR: dataDir, AGENTSEC_OTLP_ENDPOINT: `http://${grpcSink.address}` }),
+    forwardsToGrpcSink: true,
+  },
 ];
 const TRANSPORTS = ['http', 'grpc'] as const;
+
+/** The node flags the collector runs with: BENCH_NODE_FLAGS, else those of `npm start`. */
+function collectorNodeFlags(): string[] {
+  const fromEnv = process.env.BENCH_NODE_FLAGS;
+  if (fromEnv !== undefined) return fromEnv.split(/\s+/).filter(Boolean);
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts?: { start?: string } };
+  const [command, ...args] = pkg.scripts?.start?.split(/\s+/) ?? [];
+  if (command !== 'node') return [];
+  const script = args.findIndex((arg) => !arg.startsWith('-'));
+  return script < 0 ? args : args.slice(0, script);
+}
 
 function envNumber(name: string, fallback: number): number {
   const value = Number(process.env[name] ?? fallback);
@@ -72,7 +94,7 @@ async function main(): Promise<void> {
     );
     console.log(
       `node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load average ${loadavg()[0]!.toFixed(2)}; ` +
-        `${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up, ${CONCURRENCY} requests in flight\n`,
+        `${SECONDS} s per scenario after ${WARMUP_SECONDS} s warm-up, ${CONCURRENCY} requests in flight; collector node flags: ${collectorNodeFlags().join(' ') || 'none'}\n`,
     );
 
     const { value: codec, otherCpuPercent: codecOtherCpu } = withOtherCpu(() => runCodecBench(pool.protobuf, pool.json, tmp, CODEC_SECONDS));
@@ -96,7 +118,15 @@ async function main(): Promise<void> {
     console.log('\n' + pipelineRatios(results, codec));
 
     const resultsPath = resolve(process.env.BENCH_RESULTS ?? join(tmpdir(), `agentsec-bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
-    const settings = { seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY, poolSize: POOL_SIZE, node: process.version, cores: cpus().length };
+    const settings = {
+      seconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      concurrency: CONCURRENCY,
+      poolSize: POOL_SIZE,
+      node: process.version,
+      cores: cpus().length,
+      collectorNodeFlags: collectorNodeFlags(),
+    };
     writeFileSync(resultsPath, JSON.stringify({ date: new Date().toISOString(), settings, payload, scenarios: results, codec: { ...codec, otherCpuPercent: codecOtherCpu } }, null, 2) + '\n');
     console.log(`\nfigures as JSON: ${resultsPath}`);
   } finally {
@@ -113,7 +143,10 @@ async function runScenario(sink: Sink, transport: 'http' | 'grpc', grpcSink: Grp
     config: sink.config,
     env: { ...sink.env(join(tmp, `data-${id}`), grpcSink), AGENTSEC_LOG_LEVEL: 'warn' },
     logPath: join(tmp, `collector-${id}.log`),
-    nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`, `--cpu-prof-name=collector-${id}.cpuprofile`] : [],
+    nodeFlags: [
+      ...collectorNodeFlags(),
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`, `--cpu-prof-name=collector-${id}.cpuprofile`] : []),
+    ],
   });
   let window: LoadWindow;
   let refusedFor: string[] = [];

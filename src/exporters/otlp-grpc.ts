@@ -40,10 +40,8 @@ export function grpcTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
   for (const [key, value] of Object.entries(cfg.headers)) metadata.set(key, value);
 
   return {
-    encode: (batch) => {
-      const bytes = encodeTraceProtobuf(batch.resourceSpans);
-      return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    },
+    // Compression, when on, is grpc-js's: per attempt, asynchronous (zlib's thread pool).
+    encode: (batch) => encodeTraceProtobuf(batch.resourceSpans),
     send: (request, signal) =>
       new Promise((resolve, reject) => {
         signal.throwIfAborted();

@@ -19,6 +19,8 @@ const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
 const MAX_TEXT_DETAIL = 256;
 
 const gzipAsync = promisify(gzip);
+/** zlib's own default, which grpc-js uses too. */
+const DEFAULT_GZIP_LEVEL = 6;
 
 interface HttpAnswer {
   status: number;
@@ -56,7 +58,7 @@ export function httpTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
     encode(batch) {
       const encoded = json ? Buffer.from(encodeTraceJson(batch.resourceSpans)) : encodeTraceProtobuf(batch.resourceSpans);
       // Compressed once, off the event loop (zlib's thread pool); the queue holds the result.
-      return cfg.compression === 'gzip' ? gzipAsync(encoded) : Buffer.from(encoded.buffer, encoded.byteOffset, encoded.byteLength);
+      return cfg.compression === 'gzip' ? gzipAsync(encoded, { level: cfg.compression_level ?? DEFAULT_GZIP_LEVEL }) : encoded;
     },
     async send(request, signal) {
       let answer: HttpAnswer;

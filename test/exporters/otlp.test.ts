@@ -1,8 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { RetryableError } from '../../src/errors.ts';
+import { PermanentError, RetryableError } from '../../src/errors.ts';
 import { OtlpExporterConfig, otlpExporterFactory } from '../../src/exporters/otlp.ts';
 import { formatIssues } from '../../src/config/issues.ts';
 import { GrpcCode } from '../../src/otlp/status.ts';
+import { encodeTraceProtobuf, int64String } from '../../src/otlp/encode.ts';
+import { ExportTraceServiceRequest, Long } from '../../src/otlp/proto.ts';
+import type { ResourceSpans } from '../../src/otlp/types.ts';
 import type { Exporter } from '../../src/component/types.ts';
 import { makeBatch, spanFingerprint, spansOf } from '../helpers/batch.ts';
 import { FakeBackend, makeTestCertificate } from '../helpers/fake-backend.ts';
@@ -89,6 +92,9 @@ describe('config', () => {
     [{ endpoint: 'jaeger:4317', protocol: 'thrift' }, 'exporters::otlp::protocol:'],
     [{ endpoint: 'jaeger:4317', timeout: 'soon' }, 'exporters::otlp::timeout: invalid duration "soon"'],
     [{ endpoint: 'jaeger:4317', sending_queue: { queue_size: 0 } }, 'exporters::otlp::sending_queue::queue_size:'],
+    [{ endpoint: 'jaeger:4317', compression_level: 1 }, 'exporters::otlp::compression_level: applies to the http protocols only'],
+    [{ endpoint: 'http://tempo:4318', protocol: 'http/protobuf', compression: 'none', compression_level: 1 }, 'exporters::otlp::compression_level: needs compression: gzip'],
+    [{ endpoint: 'http://tempo:4318', protocol: 'http/protobuf', compression_level: 10 }, 'exporters::otlp::compression_level:'],
     [{}, 'exporters::otlp::endpoint: is required'],
   ])('rejects %j with a message naming the key', (raw, message) => {
     expect(parseIssues(raw).join('\n')).toContain(message);
@@ -148,15 +154,19 @@ describe.each(PROTOCOLS)('%s transport', (protocol) => {
     expect(log?.error).toMatch(protocol === 'grpc' ? /^gRPC INVALID_ARGUMENT/ : /^HTTP 400/);
   });
 
-  it('drops a batch that cannot be encoded as permanent, without sending it', async () => {
+  it('refuses a batch that cannot be encoded as permanent when it is offered, without queueing or sending it', async () => {
     const b = await backend();
     const t = await exporterFor({ ...endpointOf(b, protocol), protocol, retry_on_failure: FAST_RETRY });
     const broken = makeBatch(2);
     spansOf(broken)[0]!.startTimeUnixNano = 'not-a-number' as never;
-    await t.exporter.consume(broken, CTX);
-    await until(() => t.dropped('permanent_error') === 2);
+    const refused = await t.exporter.consume(broken, CTX).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PermanentError);
+    expect((refused as Error).message).toMatch(/^cannot encode the batch/);
+    expect(t.dropped('permanent_error')).toBe(0); // the client is told; nothing accepted was lost
+    await t.exporter.consume(makeBatch(1), CTX); // the next batch goes through
+    await until(() => t.sent() === 1);
     expect(t.retries()).toBe(0);
-    expect(b.requests).toHaveLength(0);
+    expect(b.requests).toHaveLength(1);
     expect(t.set.logs.find((l) => l.reason === 'permanent_error')?.error).toMatch(/^cannot encode the batch/);
   });
 
@@ -195,6 +205,24 @@ describe.each(PROTOCOLS)('%s transport', (protocol) => {
     await t.exporter.shutdown(AbortSignal.timeout(10_000));
     expect(b.delivered()).toHaveLength(20);
     expect(t.sent()).toBe(20);
+  });
+});
+
+describe('compression_level', () => {
+  it('http: sets the gzip level (level 9 is smaller than level 1), and the spans arrive intact', async () => {
+    const b = await backend();
+    const sizes: number[] = [];
+    for (const level of [1, 9]) {
+      const t = await exporterFor({ endpoint: b.httpUrl, protocol: 'http/protobuf', compression_level: level });
+      const batch = makeBatch(200);
+      await t.exporter.consume(batch, CTX);
+      await until(() => t.sent() === 200);
+      const request = b.requests.at(-1)!;
+      expect(request.compressed).toBe(true);
+      expect(request.spans.map(spanFingerprint)).toEqual(spansOf(batch).map(spanFingerprint));
+      sizes.push(Number(request.headers['content-length']));
+    }
+    expect(sizes[1]).toBeLessThan(sizes[0]!);
   });
 });
 
@@ -299,5 +327,132 @@ describe('shutdown', () => {
     const first = exporter.shutdown(AbortSignal.timeout(1000));
     expect(exporter.shutdown(AbortSignal.timeout(1000))).toBe(first);
     await first;
+  });
+});
+
+describe('protobuf encoding', () => {
+  const protobufjs = (resourceSpans: readonly ResourceSpans[]) => Buffer.from(ExportTraceServiceRequest.encode({ resourceSpans } as never).finish());
+  /** What a decoder sees: every field, defaults included, 64-bit integers and bytes as text. */
+  const decoded = (bytes: Uint8Array) =>
+    ExportTraceServiceRequest.toObject(ExportTraceServiceRequest.decode(bytes), { longs: String, bytes: String, defaults: true, enums: Number });
+  const u64 = (text: string) => Long.fromString(text, true);
+  const i64 = (text: string) => Long.fromString(text, false);
+
+  /** Every field and every kind of value, at and off its default, in every accepted representation. */
+  function everything(): ResourceSpans[] {
+    const id = (n: number, first: number) => Uint8Array.from({ length: n }, (_, i) => (first + i) & 0xff);
+    return [
+      {
+        resource: {
+          attributes: [{ key: 'service.name', value: { stringValue: 'agent' } }],
+          droppedAttributesCount: 3,
+          entityRefs: [{ schemaUrl: 'https://s', type: 'service', idKeys: ['service.name', ''], descriptionKeys: ['d'] }],
+        },
+        scopeSpans: [
+          {
+            scope: { name: 'scope', version: '1.2.3', attributes: [{ key: 'k', value: { boolValue: true } }], droppedAttributesCount: 1 },
+            spans: [
+              {
+                traceId: id(16, 1),
+                spanId: id(8, 100),
+                traceState: 'a=b',
+                parentSpanId: id(8, 200),
+                flags: 0x301,
+                name: 'tool call ✓',
+                kind: 3,
+                startTimeUnixNano: u64('18446744073709551615'),
+                endTimeUnixNano: 1_760_000_000_000,
+                attributes: [
+                  { key: 'short', value: { stringValue: 'ascii' } },
+                  { key: 'empty', value: { stringValue: '' } },
+                  { key: 'long', value: { stringValue: 'x'.repeat(20_000) } },
+                  { key: 'é 🔑 café', value: { stringValue: 'naïve — 日本語 😀'.repeat(5) } },
+                  { key: 'false', value: { boolValue: false } },
+                  { key: 'int', value: { intValue: i64('-9223372036854775808') } },
+                  { key: 'int number', value: { intValue: -42 } },
+                  { key: 'int big', value: { intValue: i64('9007199254740993') } },
+                  { key: 'int zero', value: { intValue: 0 } },
+                  { key: 'int text', value: { intValue: '123456789012' as never } },
+                  { key: 'double', value: { doubleValue: -0.5 } },
+                  { key: 'double zero', value: { doubleValue: 0 } },
+                  { key: 'nan', value: { doubleValue: Number.NaN } },
+                  { key: 'bytes', value: { bytesValue: id(40, 7) } },
+                  { key: 'no bytes', value: { bytesValue: new Uint8Array(0) } },
+                  { key: 'array', value: { arrayValue: { values: [{ stringValue: 'a' }, { intValue: 2 }, { arrayValue: { values: [] } }, {}] } } },
+                  { key: 'kvlist', value: { kvlistValue: { values: [{ key: 'inner', value: { kvlistValue: { values: [{ key: 'deep', value: { doubleValue: 1e300 } }] } } }] } } },
+                  { key: 'empty value', value: {} },
+                  { key: 'no value' },
+                ],
+                droppedAttributesCount: 300,
+                events: [
+                  { timeUnixNano: structuredClone(u64('1760000000000000001')), name: 'e', attributes: [{ key: 'k', value: { stringValue: 'v' } }], droppedAttributesCount: 2 },
+                  { timeUnixNano: null, name: '' },
+                ],
+                droppedEventsCount: 4,
+                links: [{ traceId: id(16, 50), spanId: id(8, 60), traceState: 't=1', attributes: [{ key: 'l', value: { intValue: 1 } }], droppedAttributesCount: 5, flags: 1 }],
+                droppedLinksCount: 2 ** 32 - 1,
+                status: { message: 'boom', code: 2 },
+              },
+              { traceId: id(16, 9), spanId: id(8, 9), name: '', kind: 0, status: {} },
+              { traceId: id(16, 10), spanId: id(8, 10), parentSpanId: new Uint8Array(0), startTimeUnixNano: '1760000000000000000' as never, status: null },
+            ],
+            schemaUrl: 'https://scope-schema',
+          },
+          { scopeSpans: undefined, spans: [] } as never,
+        ],
+        schemaUrl: 'https://resource-schema',
+      },
+      { scopeSpans: [] },
+    ];
+  }
+
+  it('encodes every field and value as protobufjs does', () => {
+    const input = everything();
+    expect(decoded(encodeTraceProtobuf(input))).toEqual(decoded(protobufjs(input)));
+  });
+
+  it('produces the same bytes as protobufjs for decoded spans (field order, lengths, 64-bit integers)', () => {
+    const batches = [makeBatch(50), makeBatch(1, 'another')];
+    const received = ExportTraceServiceRequest.decode(protobufjs(batches.flatMap((b) => b.resourceSpans))) as unknown as { resourceSpans: ResourceSpans[] };
+    const bytes = encodeTraceProtobuf(received.resourceSpans);
+    expect(bytes.equals(protobufjs(received.resourceSpans))).toBe(true);
+    expect(bytes.equals(encodeTraceProtobuf(structuredClone(received.resourceSpans)))).toBe(true); // Longs as {low, high}
+  });
+
+  it('takes bigint 64-bit integers, and writes an unpaired surrogate as U+FFFD', () => {
+    const [rs] = everything();
+    const span = rs!.scopeSpans[0]!.spans[0]!;
+    const asLong = encodeTraceProtobuf([rs!]);
+    span.startTimeUnixNano = 18446744073709551615n as never;
+    span.endTimeUnixNano = 1_760_000_000_000n as never;
+    expect(encodeTraceProtobuf([rs!]).equals(asLong)).toBe(true);
+    span.name = 'bad \ud800 pair';
+    const out = ExportTraceServiceRequest.decode(encodeTraceProtobuf([rs!])) as unknown as { resourceSpans: ResourceSpans[] };
+    expect(out.resourceSpans[0]!.scopeSpans[0]!.spans[0]!.name).toBe('bad \ufffd pair');
+  });
+
+  it.each([
+    ['a 64-bit integer that is not a number', (s: Record<string, unknown>) => (s.startTimeUnixNano = 'soon'), /expected a 64-bit integer, got "soon"/],
+    ['an id that is not bytes', (s: Record<string, unknown>) => (s.traceId = '0af7651916cd43dd8448eb211c80319c'), /expected bytes/],
+    ['a name that is not a string', (s: Record<string, unknown>) => (s.name = 42), /expected a string/],
+  ])('throws on %s', (_what, spoil, message) => {
+    const batch = makeBatch(2);
+    spoil(spansOf(batch)[1] as unknown as Record<string, unknown>);
+    expect(() => encodeTraceProtobuf(batch.resourceSpans)).toThrow(message);
+  });
+});
+
+describe('int64String (OTLP/JSON)', () => {
+  it('writes 64-bit integers in decimal as Long does, signed or unsigned, Long or {low, high}', () => {
+    const texts = ['0', '1', '4294967295', '4294967296', '9007199254740991', '9007199254740992', '9007199254740993', '1760000000123456789', '9223372036854775807', '9223372036854775808', '10000000000000000000', '18446744073709551615'];
+    const values = [...texts.map((t) => Long.fromString(t, true)), ...texts.slice(0, 9).flatMap((t) => [Long.fromString(t, false), Long.fromString(`-${t}`, false)])];
+    values.push(Long.MIN_VALUE);
+    for (let i = 0; i < 2000; i++) values.push(new Long((Math.random() * 2 ** 32) | 0, (Math.random() * 2 ** 32) | 0, i % 2 === 0));
+    for (const v of values) {
+      expect(int64String(v)).toBe(v.toString());
+      expect(int64String(structuredClone(v))).toBe(v.toString());
+    }
+    expect(int64String(-7)).toBe('-7');
+    expect(int64String(null)).toBe('0');
   });
 });

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { PermanentError, RetryableError } from '../../src/errors.ts';
 import type { TraceBatch } from '../../src/otlp/types.ts';
@@ -6,6 +8,7 @@ import {
   createExporter,
   RetryConfig,
   SendingQueueConfig,
+  type EncodingExporter,
   type ExporterHelperOptions,
   type PushFn,
   type RetrySettings,
@@ -30,7 +33,7 @@ function options(overrides: {
   };
 }
 
-async function started(opts: ExporterHelperOptions, push: PushFn) {
+async function started<P>(opts: ExporterHelperOptions, push: PushFn | EncodingExporter<P>) {
   const set = testSettings(ID);
   const exporter = createExporter(set, opts, push);
   await exporter.start(testHost(set));
@@ -350,5 +353,160 @@ describe('shutdown', () => {
     await exporter.shutdown(AbortSignal.timeout(1000));
     await exporter.shutdown(AbortSignal.timeout(1000));
     expect(shutdownCalls).toBe(1);
+  });
+});
+
+/** An encoded payload as a transport would hold it: bytes, and nothing of the batch. */
+interface Encoded {
+  bytes: Buffer;
+  spans: number;
+}
+
+/** An encode that counts its calls and whose payloads carry no reference to the batch. */
+function countingEncode() {
+  const encoded: Encoded[] = [];
+  const encode = (batch: TraceBatch): Encoded => {
+    const payload = { bytes: Buffer.from(JSON.stringify(batch.resourceSpans.length)), spans: batch.spanCount };
+    encoded.push(payload);
+    return payload;
+  };
+  return { encoded, encode };
+}
+
+/** A full garbage collection (V8's gc(), exposed at run time). */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
+
+describe('encode once', () => {
+  it('encodes each batch once, in consume before it resolves, and every retry sends that same payload', async () => {
+    const { encoded, encode } = countingEncode();
+    const sent: Encoded[] = [];
+    const t = await started(options({ queue: { num_consumers: 1 } }), {
+      encode,
+      send: async (payload: Encoded) => {
+        sent.push(payload);
+        if (sent.length <= 2) throw new RetryableError('busy', { reason: 'downstream_unavailable', retryAfterMs: 0 });
+      },
+    });
+    await t.exporter.consume(makeBatch(3), CTX);
+    expect(encoded).toHaveLength(1); // before any send finished
+    await until(() => t.sent() === 3);
+    expect(encoded).toHaveLength(1);
+    expect(sent).toHaveLength(3);
+    for (const payload of sent) expect(payload).toBe(encoded[0]);
+    expect(t.retries()).toBe(2);
+    await t.exporter.shutdown(AbortSignal.timeout(1000));
+  });
+
+  it('does not keep the decoded batch alive while its payload waits in the queue', async () => {
+    const { encode } = countingEncode();
+    const gate = gatedPush();
+    const t = await started(options({ queue: { num_consumers: 1 } }), { encode, send: gate.push as never });
+    const refs: WeakRef<TraceBatch>[] = [];
+    const consume = async () => {
+      for (let i = 0; i < 3; i++) {
+        const batch = makeBatch(2);
+        refs.push(new WeakRef(batch));
+        await t.exporter.consume(batch, CTX);
+      }
+    };
+    await consume();
+    await until(() => gate.calls.length === 1); // one in flight, two waiting in the queue
+    expect(t.queueSize()).toBe(6);
+    await new Promise((r) => setTimeout(r, 0)); // WeakRef targets stay alive until the current job ends
+    collectGarbage();
+    expect(refs.map((r) => r.deref())).toEqual([undefined, undefined, undefined]);
+    for (let i = 0; i < 3; i++) {
+      await until(() => gate.calls.length === i + 1);
+      gate.calls[i]!.release();
+    }
+    await until(() => t.sent() === 6);
+    await t.exporter.shutdown(AbortSignal.timeout(1000));
+  });
+
+  it('refuses a full queue before encoding', async () => {
+    const { encoded, encode } = countingEncode();
+    const gate = gatedPush();
+    const t = await started(options({ queue: { num_consumers: 1, queue_size: 4 } }), { encode, send: gate.push as never });
+    await t.exporter.consume(makeBatch(4), CTX);
+    await expect(t.exporter.consume(makeBatch(1), CTX)).rejects.toMatchObject({ reason: 'queue_full' });
+    expect(encoded).toHaveLength(1);
+    await until(() => gate.calls.length === 1);
+    gate.calls[0]!.release();
+    await until(() => t.sent() === 4);
+    await t.exporter.shutdown(AbortSignal.timeout(1000));
+  });
+
+  it.each([
+    ['throws', () => { throw new Error('interior hyphen'); }],
+    ['rejects', () => Promise.reject(new Error('interior hyphen'))],
+  ] as const)('refuses a batch whose encode %s as permanent: not queued, not sent, its room given back', async (_how, failing) => {
+    let sends = 0;
+    let fail = true;
+    const t = await started(options({ queue: { num_consumers: 1, queue_size: 5 } }), {
+      encode: (batch: TraceBatch) => (fail ? failing() : { bytes: Buffer.alloc(1), spans: batch.spanCount }),
+      send: async () => void sends++,
+    });
+    const refused = await t.exporter.consume(makeBatch(5), CTX).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(PermanentError);
+    expect((refused as Error).message).toBe('cannot encode the batch: interior hyphen');
+    expect(t.queueSize()).toBe(0);
+    expect(t.sendFailed()).toBe(5);
+    expect(t.dropped('permanent_error')).toBe(0); // refused to the caller, not accepted and dropped
+    expect(t.warnings()).toEqual([expect.objectContaining({ spans: 5, reason: 'permanent_error', error: 'cannot encode the batch: interior hyphen' })]);
+    fail = false;
+    await t.exporter.consume(makeBatch(5), CTX); // the room was given back
+    await until(() => t.sent() === 5);
+    expect(sends).toBe(1);
+    await t.exporter.shutdown(AbortSignal.timeout(1000));
+  });
+
+  it('an asynchronous encode holds its room while it runs, and shutdown queues and sends it before closing', async () => {
+    let finishEncode!: () => void;
+    const sent: Encoded[] = [];
+    const t = await started(options({ queue: { num_consumers: 1, queue_size: 4 } }), {
+      encode: (batch: TraceBatch) =>
+        new Promise<Encoded>((resolve) => (finishEncode = () => resolve({ bytes: Buffer.alloc(1), spans: batch.spanCount }))),
+      send: async (payload: Encoded) => void sent.push(payload),
+    });
+    let accepted = false;
+    const consumed = t.exporter.consume(makeBatch(4), CTX).then(() => (accepted = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(accepted).toBe(false); // consume waits for the encoding
+    expect(t.queueSize()).toBe(4);
+    await expect(t.exporter.consume(makeBatch(1), CTX)).rejects.toMatchObject({ reason: 'queue_full' });
+    let stopped = false;
+    const stopping = t.exporter.shutdown(AbortSignal.timeout(5000)).then(() => (stopped = true));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(stopped).toBe(false);
+    finishEncode();
+    await Promise.all([consumed, stopping]);
+    expect(sent).toHaveLength(1);
+    expect(t.sent()).toBe(4);
+    expect(t.dropped('shutdown')).toBe(0);
+  });
+
+  it('with the queue disabled, encodes and sends in consume; an encode failure rejects, counted but not dropped', async () => {
+    const { encoded, encode } = countingEncode();
+    const sent: Encoded[] = [];
+    let fail = false;
+    const t = await started(options({ queue: { enabled: false } }), {
+      encode: (batch: TraceBatch) => {
+        if (fail) throw new Error('bad value');
+        return encode(batch);
+      },
+      send: async (payload: Encoded) => void sent.push(payload),
+    });
+    await t.exporter.consume(makeBatch(2), CTX);
+    expect(sent).toEqual([encoded[0]]);
+    expect(t.sent()).toBe(2);
+    fail = true;
+    await expect(t.exporter.consume(makeBatch(3), CTX)).rejects.toThrow('cannot encode the batch: bad value');
+    expect(t.sendFailed()).toBe(3);
+    expect(t.dropped('permanent_error')).toBe(0);
+    expect(sent).toHaveLength(1);
+    await t.exporter.shutdown(AbortSignal.timeout(1000));
   });
 });
