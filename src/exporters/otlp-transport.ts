@@ -16,13 +16,6 @@ export interface OtlpTransport {
   close(): void;
 }
 
-export interface OtlpTarget {
-  /** gRPC: host:port. HTTP: the full URL of the traces endpoint. */
-  address: string;
-  /** TLS, else plaintext. */
-  secure: boolean;
-}
-
 export interface TlsMaterial {
   ca?: Buffer;
   cert?: Buffer;
@@ -80,3 +73,5 @@ function partialSuccessOf(response: ExportResponseFields | null): PushResult | u
   if (rejectedSpans === 0 && !partial.errorMessage) return undefined;
   return { rejectedSpans, ...(partial.errorMessage && { message: partial.errorMessage }) };
 }
+
+export type { OtlpTarget } from './otlp-client.ts';

@@ -2,6 +2,7 @@
 // or OTLP/HTTP (protobuf or JSON), through the exporter helper's queue and retries. This
 // file holds the config schema and the factory; the transports live beside it.
 import { z } from 'zod';
+import { resolveOtlpTarget } from './otlp-client.ts';
 import type { ExporterFactory } from '../component/types.ts';
 import { ConfigError } from '../errors.ts';
 import { duration } from '../config/units.ts';
@@ -57,51 +58,9 @@ export const OtlpExporterConfig = z
 
 export type OtlpExporterSettings = z.output<typeof OtlpExporterConfig>;
 
-interface TargetProblem {
-  path: string[];
-  problem: string;
-}
-
-/** Client endpoints need a host, unlike a listener's bare :port. */
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/;
-
 /** Where to send and whether over TLS, or what is wrong with the configured endpoint. */
-function resolveTarget(cfg: OtlpExporterSettings): OtlpTarget | TargetProblem {
-  if (cfg.protocol === 'grpc') {
-    if (cfg.traces_endpoint !== undefined) return { path: ['traces_endpoint'], problem: 'applies to the http protocols only' };
-    if (!cfg.endpoint.includes('://')) {
-      if (!HOST_PORT.test(cfg.endpoint)) {
-        return { path: ['endpoint'], problem: `must be host:port or http(s)://host:port for protocol grpc, got ${JSON.stringify(cfg.endpoint)}` };
-      }
-      return { address: cfg.endpoint, secure: cfg.tls?.insecure !== true };
-    }
-    const url = httpUrl(cfg.endpoint);
-    if (!url || (url.pathname !== '/' && url.pathname !== '')) {
-      return { path: ['endpoint'], problem: `must be host:port or http(s)://host:port (no path) for protocol grpc, got ${JSON.stringify(cfg.endpoint)}` };
-    }
-    const port = url.port || (url.protocol === 'https:' ? '443' : '80');
-    return schemeAgreesWithTls(cfg, url) ?? { address: `${url.hostname}:${port}`, secure: url.protocol === 'https:' };
-  }
-  const mustBeUrl = `must be an http:// or https:// URL for protocol ${cfg.protocol}`;
-  const base = httpUrl(cfg.endpoint);
-  if (!base) return { path: ['endpoint'], problem: `${mustBeUrl}, got ${JSON.stringify(cfg.endpoint)}` };
-  const url = cfg.traces_endpoint === undefined ? new URL(`${base.href.replace(/\/+$/, '')}/v1/traces`) : httpUrl(cfg.traces_endpoint);
-  if (!url) return { path: ['traces_endpoint'], problem: `${mustBeUrl}, got ${JSON.stringify(cfg.traces_endpoint)}` };
-  return schemeAgreesWithTls(cfg, url) ?? { address: url.href, secure: url.protocol === 'https:' };
-}
-
-function httpUrl(text: string): URL | undefined {
-  const url = URL.parse(text);
-  return url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' ? url : undefined;
-}
-
-function schemeAgreesWithTls(cfg: OtlpExporterSettings, url: URL): TargetProblem | undefined {
-  const insecure = cfg.tls?.insecure;
-  if (insecure === undefined || insecure === (url.protocol === 'http:')) return undefined;
-  const problem = insecure
-    ? `true contradicts the https:// endpoint; use an http:// endpoint for plaintext`
-    : `false contradicts the http:// endpoint; use an https:// endpoint for TLS`;
-  return { path: ['tls', 'insecure'], problem };
+function resolveTarget(cfg: OtlpExporterSettings) {
+  return resolveOtlpTarget(cfg, 'traces', cfg.traces_endpoint);
 }
 
 export const otlpExporterFactory: ExporterFactory<typeof OtlpExporterConfig> = {

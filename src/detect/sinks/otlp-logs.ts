@@ -8,12 +8,11 @@
 // collector's own processors can address its fields (OTTL body["kind"], Loki/Elastic flatten a
 // map body into fields), and a backend that only shows strings renders a map body as JSON
 // anyway. The few fields people filter on are attributes too (agentsec.finding.*).
-import * as grpc from '@grpc/grpc-js';
 import type { z } from 'zod';
-import { PermanentError, RetryableError } from '../../errors.ts';
+import { grpcExporter, resolveOtlpTarget, type OtlpTarget } from '../../exporters/otlp-client.ts';
 import type { TlsMaterial } from '../../exporters/otlp-transport.ts';
 import { ExportLogsServiceRequest, ExportLogsServiceResponse, LOGS_EXPORT_PATH, Long, RpcStatus } from '../../otlp/proto.ts';
-import { GrpcCode, retryDelayFromRpcStatus } from '../../otlp/status.ts';
+import { retryDelayFromRpcStatus } from '../../otlp/status.ts';
 import type { Finding, Severity } from '../finding.ts';
 import type { OtlpLogsSinkConfig } from '../sinks.ts';
 import { httpFailure, httpPoster, loadSinkTls, type HttpPoster } from './http.ts';
@@ -59,43 +58,11 @@ export interface LogRecordFields {
 
 // ------------------------------------------------------------------ endpoint
 
-export interface LogsTarget {
-  /** gRPC: host:port. HTTP: the full URL of the logs endpoint. */
-  address: string;
-  secure: boolean;
-}
-
-const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[^:/\s]+):\d{1,5}$/;
+export type LogsTarget = OtlpTarget;
 
 /** Where to send and whether over TLS, or the key that is wrong and why (for the schema). */
-export function resolveLogsTarget(cfg: Pick<OtlpLogsSettings, 'endpoint' | 'logs_endpoint' | 'protocol' | 'tls'>): LogsTarget | { path: string[]; problem: string } {
-  const insecure = cfg.tls?.insecure;
-  const agrees = (url: URL) =>
-    insecure === undefined || insecure === (url.protocol === 'http:')
-      ? undefined
-      : { path: ['tls', 'insecure'], problem: `${insecure} contradicts the ${url.protocol}// endpoint` };
-  if (cfg.protocol === 'grpc') {
-    if (cfg.logs_endpoint !== undefined) return { path: ['logs_endpoint'], problem: 'applies to protocol http/protobuf only' };
-    if (!cfg.endpoint.includes('://')) {
-      if (!HOST_PORT.test(cfg.endpoint)) return { path: ['endpoint'], problem: `must be host:port or http(s)://host:port for protocol grpc, got ${JSON.stringify(cfg.endpoint)}` };
-      return { address: cfg.endpoint, secure: insecure !== true };
-    }
-    const url = httpUrl(cfg.endpoint);
-    if (!url || (url.pathname !== '/' && url.pathname !== '')) {
-      return { path: ['endpoint'], problem: `must be host:port or http(s)://host:port (no path) for protocol grpc, got ${JSON.stringify(cfg.endpoint)}` };
-    }
-    return agrees(url) ?? { address: `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`, secure: url.protocol === 'https:' };
-  }
-  const base = httpUrl(cfg.endpoint);
-  if (!base) return { path: ['endpoint'], problem: `must be an http:// or https:// URL for protocol http/protobuf, got ${JSON.stringify(cfg.endpoint)}` };
-  const url = cfg.logs_endpoint === undefined ? new URL(`${base.href.replace(/\/+$/, '')}/v1/logs`) : httpUrl(cfg.logs_endpoint);
-  if (!url) return { path: ['logs_endpoint'], problem: `must be an http:// or https:// URL, got ${JSON.stringify(cfg.logs_endpoint)}` };
-  return agrees(url) ?? { address: url.href, secure: url.protocol === 'https:' };
-}
-
-function httpUrl(text: string): URL | undefined {
-  const url = URL.parse(text);
-  return url && (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' ? url : undefined;
+export function resolveLogsTarget(cfg: Pick<OtlpLogsSettings, 'endpoint' | 'logs_endpoint' | 'protocol' | 'tls'>) {
+  return resolveOtlpTarget(cfg, 'logs', cfg.logs_endpoint);
 }
 
 // ------------------------------------------------------------------ encoding
@@ -207,53 +174,15 @@ function httpLogsTransport(cfg: OtlpLogsSettings, target: LogsTarget, tls: TlsMa
   };
 }
 
-const RETRYABLE_CODES: ReadonlySet<number> = new Set([
-  GrpcCode.CANCELLED,
-  GrpcCode.DEADLINE_EXCEEDED,
-  GrpcCode.ABORTED,
-  GrpcCode.OUT_OF_RANGE,
-  GrpcCode.UNAVAILABLE,
-  GrpcCode.DATA_LOSS,
-]);
-/** As the trace exporter: notice a backend that came back within our own retry intervals. */
-const MAX_RECONNECT_BACKOFF_MS = 5000;
-const identity = (bytes: Buffer): Buffer => bytes;
-
 function grpcLogsTransport(cfg: OtlpLogsSettings, target: LogsTarget, tls: TlsMaterial | undefined): LogsTransport {
-  const options: grpc.ChannelOptions = { 'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS };
-  if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
-  const credentials = target.secure
-    ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null, { rejectUnauthorized: !tls?.skipVerify })
-    : grpc.credentials.createInsecure();
-  const client = new grpc.Client(target.address, credentials, options);
-  const metadata = new grpc.Metadata();
-  for (const [key, value] of Object.entries(cfg.headers)) metadata.set(key.toLowerCase(), value);
+  const exporter = grpcExporter(target, tls, cfg.headers);
   return {
-    send: (request, signal) =>
-      new Promise((resolve, reject) => {
-        signal.throwIfAborted();
-        const deadline = cfg.timeout > 0 ? Date.now() + cfg.timeout : Infinity;
-        const call = client.makeUnaryRequest(LOGS_EXPORT_PATH, identity, identity, request, metadata.clone(), { deadline }, (err, response) => {
-          signal.removeEventListener('abort', cancel);
-          if (err) reject(classifyGrpc(err));
-          else resolve(response ? partialSuccess(response) : undefined);
-        });
-        const cancel = () => call.cancel();
-        signal.addEventListener('abort', cancel, { once: true });
-      }),
-    close: () => client.close(),
+    send: async (request, signal) => {
+      const response = await exporter.call(LOGS_EXPORT_PATH, request, cfg.timeout, signal);
+      return response ? partialSuccess(response) : undefined;
+    },
+    close: () => exporter.close(),
   };
-}
-
-function classifyGrpc(err: grpc.ServiceError): Error {
-  const details = err.metadata?.get('grpc-status-details-bin')[0];
-  const retryAfterMs = details instanceof Buffer ? retryDelayFromRpcStatus(details) : undefined;
-  const message = `gRPC ${grpc.status[err.code] ?? err.code}: ${err.details}`;
-  // RESOURCE_EXHAUSTED is a throttle only with RetryInfo; without, it means "too large".
-  if (RETRYABLE_CODES.has(err.code) || (err.code === GrpcCode.RESOURCE_EXHAUSTED && retryAfterMs !== undefined)) {
-    return new RetryableError(message, { reason: 'downstream_unavailable', ...(retryAfterMs !== undefined && { retryAfterMs }), cause: err });
-  }
-  return new PermanentError(message, { cause: err });
 }
 
 // ------------------------------------------------------------------ the sink
