@@ -14,8 +14,8 @@ export interface LabeledSpan {
   span: SpanNode;
   labels: Labels;
   /** Shingle hashes of the tool arguments and result, when they were captured. */
-  argShingles: Set<number> | undefined;
-  resultShingles: Set<number> | undefined;
+  argShingles: Shingles | undefined;
+  resultShingles: Shingles | undefined;
 }
 
 export interface DetectorTrace {
@@ -112,30 +112,51 @@ export function agentsBetween(a: SpanNode, b: SpanNode): AgentNode[] {
   return [...chainA.slice(Math.max(0, common - 1)).reverse(), ...chainB.slice(common)];
 }
 
-// Content overlap: word 5-grams hashed; overlap between a source's result and a sink's
-// arguments is evidence that one carried the other.
+// Content overlap: word 5-grams, hashed; overlap between a source's result and a sink's
+// arguments is evidence that one carried the other. Computed once per labelled span, on the side
+// its labels use, without allocating per shingle, and kept as a sorted array (4 bytes a shingle).
 const SHINGLE = 5;
 const MAX_SHINGLES = 4096;
+const MAX_TEXT = 16 * 1024;
+const WORD = /[a-z0-9@._/-]{2,}/g;
 
-export function shingles(text: string | undefined): Set<number> | undefined {
+export type Shingles = Uint32Array;
+
+export function shingles(text: string | undefined): Shingles | undefined {
   if (!text) return undefined;
-  const words = text.toLowerCase().match(/[a-z0-9@._/-]{2,}/g);
-  if (!words || words.length === 0) return undefined;
-  const out = new Set<number>();
+  const lower = (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text).toLowerCase();
+  const words: number[] = [];
+  WORD.lastIndex = 0;
+  for (let m = WORD.exec(lower); m !== null; m = WORD.exec(lower)) words.push(fnv(m[0]));
+  if (words.length === 0) return undefined;
   const n = Math.min(SHINGLE, words.length);
-  for (let i = 0; i + n <= words.length && out.size < MAX_SHINGLES; i++) out.add(hash32(words.slice(i, i + n).join(' ')));
-  return out;
+  const count = Math.min(MAX_SHINGLES, words.length - n + 1);
+  const out = new Uint32Array(count);
+  for (let i = 0; i < count; i++) {
+    let h = 0x811c9dc5;
+    for (let j = 0; j < n; j++) h = Math.imul(h ^ words[i + j]!, 0x01000193);
+    out[i] = h >>> 0;
+  }
+  out.sort();
+  // Deduplicate in place.
+  let k = 0;
+  for (let i = 0; i < out.length; i++) if (i === 0 || out[i] !== out[i - 1]) out[k++] = out[i]!;
+  return out.subarray(0, k);
 }
 
-export function overlap(a: Set<number> | undefined, b: Set<number> | undefined): number {
-  if (!a || !b || a.size === 0 || b.size === 0) return 0;
-  let n = 0;
-  const [small, big] = a.size < b.size ? [a, b] : [b, a];
-  for (const h of small) if (big.has(h)) n++;
-  return n / small.size;
+/** Shared shingles over the smaller set's size (0 when either side is missing or empty). */
+export function overlap(a: Shingles | undefined, b: Shingles | undefined): number {
+  if (!a || !b || a.length === 0 || b.length === 0) return 0;
+  let i = 0, j = 0, n = 0;
+  while (i < a.length && j < b.length) {
+    if (a[i]! === b[j]!) (n++, i++, j++);
+    else if (a[i]! < b[j]!) i++;
+    else j++;
+  }
+  return n / Math.min(a.length, b.length);
 }
 
-function hash32(s: string): number {
+function fnv(s: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return h >>> 0;

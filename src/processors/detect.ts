@@ -145,7 +145,13 @@ export class Detect implements Processor {
       }
       let labeled: LabeledSpan | undefined;
       if (labels.capabilities.length > 0) {
-        labeled = { span, labels, argShingles: shingles(view.toolArgs), resultShingles: shingles(view.toolResult) };
+        // Only the side a flow reads: a sink's arguments, an untrusted or sensitive source's result.
+        labeled = {
+          span,
+          labels,
+          argShingles: labels.sink ? shingles(view.toolArgs) : undefined,
+          resultShingles: labels.untrusted || labels.sensitive ? shingles(view.toolResult) : undefined,
+        };
         memo.labeled.push(labeled);
       }
       let list = byTrace.get(span.trace);

@@ -149,6 +149,8 @@ export class Enrich implements Processor {
       return this.#next.consume(batch, ctx);
     }
     if (this.#closed) return Promise.reject(new RetryableError('enrich is shutting down', { reason: 'shutting_down' }));
+    // Under load, incoming requests would keep the timer's releases waiting: push out what is due first.
+    if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
     if (this.#held.length > 0 && this.#heldSpans + batch.spanCount > this.#cfg.max_held_spans) {
       return Promise.reject(new RetryableError(`enrich hold is full (${this.#heldSpans} spans held)`, { reason: 'hold_full', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
     }

@@ -127,8 +127,8 @@ function push<T>(list: T[], item: T, max: number): void {
 
 /** The flow from `source` to `sink` (already known to be connected), or undefined when captured content shows none. */
 function judge(source: LabeledSpan, sink: LabeledSpan, cfg: FlowSettings): Flow | undefined {
-  const sourceResult = (source.resultShingles?.size ?? 0) > 0;
-  const sinkArgs = (sink.argShingles?.size ?? 0) > 0;
+  const sourceResult = (source.resultShingles?.length ?? 0) > 0;
+  const sinkArgs = (sink.argShingles?.length ?? 0) > 0;
   let confidence: Confidence = 'low';
   let ratio: number | undefined;
   if (sourceResult && sinkArgs) {
