@@ -157,6 +157,8 @@ export class TraceGraph {
   readonly nodes = new Map<string, AgentNode>();
   /** Spans that name a delegation target explicitly (handoffs, transfers). */
   #transfers: SpanNode[] | undefined;
+  /** Some span names its graph parent (graph.node.parent_id). */
+  #graphParents = false;
   bytes = 0;
   lastSeen = 0;
   #version = 0;
@@ -197,6 +199,7 @@ export class TraceGraph {
       for (const child of orphans) attach(span, child);
     }
     if (span.transferTo) (this.#transfers ??= []).push(span);
+    if (span.graphNodeParentId) this.#graphParents = true;
     this.#resolve(span);
     this.#version++;
     return true;
@@ -239,7 +242,10 @@ export class TraceGraph {
   derive(): void {
     if (this.#derivedVersion === this.#version) return;
     this.#derivedVersion = this.#version;
-    const nodes = [...this.nodes.values()].sort((a, b) => a.start.start - b.start.start);
+    // Time order matters only to match explicit records (graph.node.parent_id, transfers) to the
+    // node they precede; most traces have none, and are spared the sort.
+    const nodes = [...this.nodes.values()];
+    if (this.#transfers || this.#graphParents) nodes.sort((a, b) => a.start.start - b.start.start);
     for (const n of nodes) {
       n.delegator = undefined;
       n.via = 'parent_child';

@@ -18,7 +18,6 @@
 // This file also holds what policy_violation and delegation_loop share (per-trace state, the
 // finality rule, the structural-change test, globs); it belongs in detector.ts once the framework
 // takes it.
-import { hash } from 'node:crypto';
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
@@ -28,9 +27,18 @@ import type { Severity } from '../finding.ts';
 
 // ---------------------------------------------------------------- argument hash
 
-/** The arguments' hash (64 bits of SHA-256, hex) after `normalizeArgs`; '' when none were captured. */
+/** 64 bits of FNV-1a over the normalised arguments, hex: grouping needs no cryptographic strength. */
 export function argHash(args: string | undefined): string {
-  return hash('sha256', normalizeArgs(args ?? '')).slice(0, 16);
+  const s = normalizeArgs(args ?? '');
+  // Two 32-bit FNV-1a lanes with different offsets make one 64-bit value.
+  let a = 0x811c9dc5;
+  let b = 0xcbf29ce4;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193) ^ (a >>> 13);
+  }
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
 }
 
 /**
