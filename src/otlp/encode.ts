@@ -622,132 +622,91 @@ function writeSpan(buf: Buffer, pos: number, s: Span): number {
 }
 
 // ---------------------------------------------------------------- OTLP/JSON
-//
-// Written straight into one string (JSON.stringify only escapes strings): building an object tree
-// to stringify would allocate every span twice, and the file exporter writes every span.
-// Keys come in the proto's order; defaults are left out as before, and `status` is always there.
 
 export function encodeTraceJson(resourceSpans: readonly ResourceSpans[]): string {
-  let out = '{"resourceSpans":[';
-  for (let i = 0; i < resourceSpans.length; i++) {
-    if (i > 0) out += ',';
-    out += jsonResourceSpans(resourceSpans[i]!);
-  }
-  return out + ']}';
+  return JSON.stringify({ resourceSpans: resourceSpans.map(jsonResourceSpans) });
 }
 
-const q = JSON.stringify;
+type Json = Record<string, unknown>;
 
-function jsonResourceSpans(rs: ResourceSpans): string {
-  let out = '{';
-  if (rs.resource) out += '"resource":' + jsonAttributed('{', rs.resource) + ',';
-  out += '"scopeSpans":[';
-  const scopes = rs.scopeSpans ?? [];
-  for (let i = 0; i < scopes.length; i++) {
-    const ss = scopes[i]!;
-    if (i > 0) out += ',';
-    out += '{';
+function jsonResourceSpans(rs: ResourceSpans): Json {
+  const out: Json = {};
+  if (rs.resource) out.resource = withAttributes({}, rs.resource);
+  out.scopeSpans = (rs.scopeSpans ?? []).map((ss) => {
+    const o: Json = {};
     if (ss.scope) {
-      let scope = '{';
-      if (ss.scope.name) scope += '"name":' + q(ss.scope.name) + ',';
-      if (ss.scope.version) scope += '"version":' + q(ss.scope.version) + ',';
-      out += '"scope":' + jsonAttributed(scope, ss.scope) + ',';
+      const scope: Json = {};
+      if (ss.scope.name) scope.name = ss.scope.name;
+      if (ss.scope.version) scope.version = ss.scope.version;
+      o.scope = withAttributes(scope, ss.scope);
     }
-    out += '"spans":[';
-    const spans = ss.spans ?? [];
-    for (let j = 0; j < spans.length; j++) {
-      if (j > 0) out += ',';
-      out += jsonSpan(spans[j]!);
-    }
-    out += ']';
-    if (ss.schemaUrl) out += ',"schemaUrl":' + q(ss.schemaUrl);
-    out += '}';
-  }
-  out += ']';
-  if (rs.schemaUrl) out += ',"schemaUrl":' + q(rs.schemaUrl);
-  return out + '}';
+    o.spans = (ss.spans ?? []).map(jsonSpan);
+    if (ss.schemaUrl) o.schemaUrl = ss.schemaUrl;
+    return o;
+  });
+  if (rs.schemaUrl) out.schemaUrl = rs.schemaUrl;
+  return out;
 }
 
-function jsonSpan(s: Span): string {
-  let o = '{"traceId":"' + toHex(s.traceId) + '","spanId":"' + toHex(s.spanId) + '"';
-  if (s.traceState) o += ',"traceState":' + q(s.traceState);
-  if (s.parentSpanId && s.parentSpanId.length > 0) o += ',"parentSpanId":"' + toHex(s.parentSpanId) + '"';
-  if (s.flags) o += ',"flags":' + s.flags;
-  o += ',"name":' + q(s.name ?? '') + ',"kind":' + (s.kind ?? 0);
-  o += ',"startTimeUnixNano":"' + int64String(s.startTimeUnixNano) + '","endTimeUnixNano":"' + int64String(s.endTimeUnixNano) + '"';
-  o += attributesJson(s);
+function jsonSpan(s: Span): Json {
+  const o: Json = { traceId: toHex(s.traceId), spanId: toHex(s.spanId) };
+  if (s.traceState) o.traceState = s.traceState;
+  if (s.parentSpanId && s.parentSpanId.length > 0) o.parentSpanId = toHex(s.parentSpanId);
+  if (s.flags) o.flags = s.flags;
+  o.name = s.name ?? '';
+  o.kind = s.kind ?? 0;
+  o.startTimeUnixNano = int64String(s.startTimeUnixNano);
+  o.endTimeUnixNano = int64String(s.endTimeUnixNano);
+  withAttributes(o, s);
   if (s.events && s.events.length > 0) {
-    o += ',"events":[';
-    for (let i = 0; i < s.events.length; i++) {
-      const e = s.events[i]!;
-      if (i > 0) o += ',';
-      o += '{"timeUnixNano":"' + int64String(e.timeUnixNano) + '","name":' + q(e.name ?? '') + attributesJson(e) + '}';
-    }
-    o += ']';
+    o.events = s.events.map((e) => withAttributes({ timeUnixNano: int64String(e.timeUnixNano), name: e.name ?? '' }, e));
   }
-  if (s.droppedEventsCount) o += ',"droppedEventsCount":' + s.droppedEventsCount;
+  if (s.droppedEventsCount) o.droppedEventsCount = s.droppedEventsCount;
   if (s.links && s.links.length > 0) {
-    o += ',"links":[';
-    for (let i = 0; i < s.links.length; i++) {
-      const l = s.links[i]!;
-      if (i > 0) o += ',';
-      o += '{"traceId":"' + toHex(l.traceId) + '","spanId":"' + toHex(l.spanId) + '"';
-      if (l.traceState) o += ',"traceState":' + q(l.traceState);
-      if (l.flags) o += ',"flags":' + l.flags;
-      o += attributesJson(l) + '}';
-    }
-    o += ']';
+    o.links = s.links.map((l) => {
+      const lo: Json = { traceId: toHex(l.traceId), spanId: toHex(l.spanId) };
+      if (l.traceState) lo.traceState = l.traceState;
+      if (l.flags) lo.flags = l.flags;
+      return withAttributes(lo, l);
+    });
   }
-  if (s.droppedLinksCount) o += ',"droppedLinksCount":' + s.droppedLinksCount;
-  o += ',"status":{';
+  if (s.droppedLinksCount) o.droppedLinksCount = s.droppedLinksCount;
   if (s.status && (s.status.code || s.status.message)) {
-    if (s.status.message) o += '"message":' + q(s.status.message) + (s.status.code ? ',' : '');
-    if (s.status.code) o += '"code":' + s.status.code;
+    const st: Json = {};
+    if (s.status.message) st.message = s.status.message;
+    if (s.status.code) st.code = s.status.code;
+    o.status = st;
+  } else {
+    o.status = {};
   }
-  return o + '}}';
-}
-
-/** `,"attributes":[…]` and `,"droppedAttributesCount":n` when present. */
-function attributesJson(src: { attributes?: KeyValue[] | null; droppedAttributesCount?: number | null }): string {
-  let o = '';
-  const attrs = src.attributes;
-  if (attrs && attrs.length > 0) o += ',"attributes":' + jsonKeyValues(attrs);
-  if (src.droppedAttributesCount) o += ',"droppedAttributesCount":' + src.droppedAttributesCount;
   return o;
 }
 
-/** An object opened with `open` (which may hold fields and a trailing comma), with its attributes, closed. */
-function jsonAttributed(open: string, src: { attributes?: KeyValue[] | null; droppedAttributesCount?: number | null }): string {
-  const rest = attributesJson(src);
-  const body = open.endsWith(',') ? open.slice(0, -1) : open;
-  if (rest === '') return body + '}';
-  return body + (body === '{' ? rest.slice(1) : rest) + '}';
+function withAttributes(o: Json, src: { attributes?: KeyValue[] | null; droppedAttributesCount?: number | null }): Json {
+  const attrs = src.attributes;
+  if (attrs && attrs.length > 0) o.attributes = jsonKeyValues(attrs);
+  if (src.droppedAttributesCount) o.droppedAttributesCount = src.droppedAttributesCount;
+  return o;
 }
 
-function jsonKeyValues(attrs: readonly KeyValue[]): string {
-  let o = '[';
+export function jsonKeyValues(attrs: readonly KeyValue[]): Json[] {
+  const out: Json[] = new Array(attrs.length);
   for (let i = 0; i < attrs.length; i++) {
     const kv = attrs[i]!;
-    if (i > 0) o += ',';
-    o += '{"key":' + q(kv.key) + ',"value":' + (kv.value ? jsonAnyValue(kv.value) : '{}') + '}';
+    out[i] = kv.value ? { key: kv.key, value: jsonAnyValue(kv.value) } : { key: kv.key, value: {} };
   }
-  return o + ']';
+  return out;
 }
 
-function jsonAnyValue(v: AnyValue): string {
-  if (isSet(v, 'stringValue')) return '{"stringValue":' + q(v.stringValue) + '}';
-  if (isSet(v, 'boolValue')) return v.boolValue ? '{"boolValue":true}' : '{"boolValue":false}';
-  if (isSet(v, 'intValue')) return '{"intValue":"' + int64String(v.intValue) + '"}';
-  if (isSet(v, 'doubleValue')) return '{"doubleValue":' + (Number.isFinite(v.doubleValue) ? q(v.doubleValue) : q(String(v.doubleValue))) + '}';
-  if (isSet(v, 'bytesValue')) return '{"bytesValue":"' + Buffer.from(v.bytesValue!).toString('base64') + '"}';
-  if (isSet(v, 'arrayValue')) {
-    const values = v.arrayValue!.values ?? [];
-    let o = '{"arrayValue":{"values":[';
-    for (let i = 0; i < values.length; i++) o += (i > 0 ? ',' : '') + jsonAnyValue(values[i]!);
-    return o + ']}}';
-  }
-  if (isSet(v, 'kvlistValue')) return '{"kvlistValue":{"values":' + jsonKeyValues(v.kvlistValue!.values ?? []) + '}}';
-  return '{}';
+export function jsonAnyValue(v: AnyValue): Json {
+  if (isSet(v, 'stringValue')) return { stringValue: v.stringValue };
+  if (isSet(v, 'boolValue')) return { boolValue: v.boolValue };
+  if (isSet(v, 'intValue')) return { intValue: int64String(v.intValue) };
+  if (isSet(v, 'doubleValue')) return { doubleValue: Number.isFinite(v.doubleValue) ? v.doubleValue : String(v.doubleValue) };
+  if (isSet(v, 'bytesValue')) return { bytesValue: Buffer.from(v.bytesValue!).toString('base64') };
+  if (isSet(v, 'arrayValue')) return { arrayValue: { values: (v.arrayValue!.values ?? []).map(jsonAnyValue) } };
+  if (isSet(v, 'kvlistValue')) return { kvlistValue: { values: jsonKeyValues(v.kvlistValue!.values ?? []) } };
+  return {};
 }
 
 /**
