@@ -4,6 +4,7 @@
 // "In use" is V8 heap plus external memory (request buffers): what our data occupies,
 // and unlike RSS it falls as soon as garbage is collected.
 import { totalmem } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
 import { RetryableError } from '../errors.ts';
@@ -41,11 +42,16 @@ export interface MemoryLimits {
   softBytes: number;
 }
 
-/** The container's memory limit (cgroup) when there is one, else the machine's memory. */
+/**
+ * The memory this process can use: the container's limit (cgroup) when there is one, else the
+ * machine's, and never more than V8's heap limit (which stops the process long before a large
+ * machine's memory is used).
+ */
 export function memoryAvailable(): number {
   const constrained = process.constrainedMemory();
   const total = totalmem();
-  return constrained > 0 && constrained < total ? constrained : total;
+  const machine = constrained > 0 && constrained < total ? constrained : total;
+  return Math.min(machine, getHeapStatistics().heap_size_limit);
 }
 
 /** Resolves percentages against memoryAvailable(). */
