@@ -113,8 +113,8 @@ export function exportWith(exporter: SpanExporter, spans: ReadableSpan[]): Promi
   });
 }
 
-/** Runs `fn` under a NodeSDK for `resource` (a service name, or resource attributes) and returns the spans it ended, in end order. */
-export async function runRecorded(resource: string | Record<string, string>, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
+/** A started NodeSDK for `resource` (a service name, or resource attributes) recording every span in memory, and nothing else (no logs, metrics or instrumentations). */
+export function startRecordingSdk(resource: string | Record<string, string>): { memory: InMemorySpanExporter; sdk: NodeSDK } {
   const memory = new InMemorySpanExporter();
   const sdk = new NodeSDK({
     resource: resourceFromAttributes(typeof resource === 'string' ? { 'service.name': resource } : resource),
@@ -125,6 +125,12 @@ export async function runRecorded(resource: string | Record<string, string>, fn:
     instrumentations: [],
   });
   sdk.start();
+  return { memory, sdk };
+}
+
+/** Runs `fn` under a recording NodeSDK for `resource` and returns the spans it ended, in end order. */
+export async function runRecorded(resource: string | Record<string, string>, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
+  const { memory, sdk } = startRecordingSdk(resource);
   let spans: ReadableSpan[] = [];
   try {
     await fn();

@@ -10,13 +10,13 @@
 // the limit), with the same policy.
 import { context, propagation, trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool, type ToolSet } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -74,16 +74,7 @@ describe('attack: a delegation chain deeper than the role allows (AI SDK v7)', (
   };
 
   beforeAll(async () => {
-    memory = new InMemorySpanExporter();
-    sdk = new NodeSDK({
-      resource: resourceFromAttributes({ 'service.name': 'report-agents' }),
-      autoDetectResources: false,
-      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-      logRecordProcessors: [],
-      metricReaders: [],
-      instrumentations: [],
-    });
-    sdk.start();
+    ({ memory, sdk } = startRecordingSdk('report-agents'));
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     deep = await runChain(['orchestrator', 'research', 'analysis', 'writer']);
     within = await runChain(['orchestrator', 'research', 'writer']);

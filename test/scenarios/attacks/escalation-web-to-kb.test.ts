@@ -17,14 +17,14 @@
 import { readFileSync } from 'node:fs';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
+import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -183,16 +183,7 @@ describe('attack: web content written into the internal knowledge base across th
   };
 
   beforeAll(async () => {
-    memory = new InMemorySpanExporter();
-    sdk = new NodeSDK({
-      resource: resourceFromAttributes({ 'service.name': 'demo-agents' }),
-      autoDetectResources: false,
-      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-      logRecordProcessors: [],
-      metricReaders: [],
-      instrumentations: [],
-    });
-    sdk.start();
+    ({ memory, sdk } = startRecordingSdk('demo-agents'));
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     attack = await runSystem(true);
     benign = await runSystem(false);

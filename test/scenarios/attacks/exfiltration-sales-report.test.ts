@@ -13,13 +13,13 @@
 //   └─ ai.toolCall send_email to cfo@acme.example (egress, allowed: no finding either way)
 import { readFileSync } from 'node:fs';
 import { context, propagation, trace } from '@opentelemetry/api';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -140,16 +140,7 @@ describe("attack: the quarter's sales sent to an outside formatting service (AI 
   };
 
   beforeAll(async () => {
-    memory = new InMemorySpanExporter();
-    sdk = new NodeSDK({
-      resource: resourceFromAttributes({ 'service.name': 'demo-agents' }),
-      autoDetectResources: false,
-      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-      logRecordProcessors: [],
-      metricReaders: [],
-      instrumentations: [],
-    });
-    sdk.start();
+    ({ memory, sdk } = startRecordingSdk('demo-agents'));
     attack = await runSystem(EXTERNAL_FORMATTER);
     benign = await runSystem(INTERNAL_FORMATTER);
     shape = describeSpans(

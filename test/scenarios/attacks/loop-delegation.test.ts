@@ -13,13 +13,13 @@
 // (siblings), the writer's own tool calls included.
 import { context, propagation, trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool, type ToolSet } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -94,16 +94,7 @@ describe('attack: research calls back into the orchestrator that called it (AI S
   const byName = (spans: readonly ReadableSpan[], name: string) => spans.filter((s) => s.name === name).sort((a, b) => a.startTime[0] - b.startTime[0] || a.startTime[1] - b.startTime[1]).map((s) => s.spanContext().spanId);
 
   beforeAll(async () => {
-    memory = new InMemorySpanExporter();
-    sdk = new NodeSDK({
-      resource: resourceFromAttributes({ 'service.name': 'sales-agents' }),
-      autoDetectResources: false,
-      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-      logRecordProcessors: [],
-      metricReaders: [],
-      instrumentations: [],
-    });
-    sdk.start();
+    ({ memory, sdk } = startRecordingSdk('sales-agents'));
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     attack = await runSystem(true);
     siblings = await runSystem(false);

@@ -16,13 +16,13 @@
 // run for 10 minutes).
 import { context, propagation, trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { argHash } from '../../../src/detect/detectors/tool-loop.ts';
@@ -104,16 +104,7 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
   const ids = (spans: readonly ReadableSpan[], name: string) => spans.filter((s) => s.name === name).sort((a, b) => a.startTime[0] - b.startTime[0] || a.startTime[1] - b.startTime[1]).map((s) => s.spanContext().spanId);
 
   beforeAll(async () => {
-    memory = new InMemorySpanExporter();
-    sdk = new NodeSDK({
-      resource: resourceFromAttributes({ 'service.name': 'support-agents' }),
-      autoDetectResources: false,
-      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-      logRecordProcessors: [],
-      metricReaders: [],
-      instrumentations: [],
-    });
-    sdk.start();
+    ({ memory, sdk } = startRecordingSdk('support-agents'));
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     attack = await runSystem(() => ORDER);
     varied = await runSystem((i) => ({ order_id: `A-${1000 + i}` }));

@@ -12,13 +12,13 @@
 // same lists; research with no policy at all (another role enforced).
 import { context, propagation, trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -111,16 +111,7 @@ describe('attack: an enforced role calling a tool outside its allowed_tools (AI 
   };
 
   beforeAll(async () => {
-    memory = new InMemorySpanExporter();
-    sdk = new NodeSDK({
-      resource: resourceFromAttributes({ 'service.name': 'report-agents' }),
-      autoDetectResources: false,
-      spanProcessors: [new SimpleSpanProcessor({ exporter: memory })],
-      logRecordProcessors: [],
-      metricReaders: [],
-      instrumentations: [],
-    });
-    sdk.start();
+    ({ memory, sdk } = startRecordingSdk('report-agents'));
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     spans = await runSystem();
     shape = describeSpans(specsFromSdk(spans).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
