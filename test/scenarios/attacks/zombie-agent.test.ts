@@ -1,11 +1,11 @@
 // Attack scenario (OWASP ASI10 rogue agents): an orchestrator's tool call starts a research
 // sub-agent and returns at once, without waiting; the sub-agent keeps working, and calls
-// export_report 1.5 s after the invocation that started it has ended. Hard negative: the same
+// export_report 2.5 s after the invocation that started it has ended. Hard negative: the same
 // agents, the same model delays, where the tool call waits for the sub-agent (it finishes inside
 // its invocation). And a retired identity (policy `retired`) acting at all.
 //
 // Real instrumentation: the agents are Vercel AI SDK v6 (`ai-v6`) generateText calls with mock
-// models (the research model takes 1.5 s on its first step), traced by a real NodeSDK into memory,
+// models (the research model takes 2.5 s on its first step), traced by a real NodeSDK into memory,
 // serialised to OTLP/protobuf with the official otlp-transformer and run through the agent
 // pipeline in-process (normalize → tracegraph → detect → enrich): the in-process collector of
 // test/helpers/agent-collector.ts has no detect in its pipeline list.
@@ -26,7 +26,7 @@ import { decodeTraceProtobuf } from '../../../src/otlp/decode.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
-const SLOW_STEP_MS = 1500;
+const SLOW_STEP_MS = 2500;
 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -79,9 +79,10 @@ async function delegation(opts: { wait: boolean; sub?: string; delayMs?: number 
   await background;
 }
 
-// A grace well below SLOW_STEP_MS, so that a loaded machine (slower event loop, later span ends)
-// cannot shrink the gap under it.
-const GRACE = '300ms';
+// The default grace (1 s), with the late call well past it: a loaded machine can neither pull the
+// late call inside the grace nor push the sub-agent's first spans (which start as the invocation
+// ends) beyond it.
+const GRACE = '1s';
 
 function pipeline(policy = ''): { h: DetectHarness; send(spans: ReadableSpan[]): Promise<void> } {
   const h = detectHarness(policy, { detectors: { zombie_agent: { grace: GRACE } } });
@@ -135,7 +136,7 @@ describe('attack: a sub-agent acting after its invocation ended (AI SDK v6)', ()
     expect(f.spanIds).toEqual([id(exported), id(agentSpan(zombie, 'research')), id(toolSpan(zombie, 'delegate_research'))]);
     expect(f.chain.map((c) => c.role)).toEqual(['orchestrator', 'research']);
     expect(f.chain.at(-1)).toMatchObject({ spanId: id(exported), capability: 'export_report' });
-    expect(f.evidence).toMatchObject({ role: 'research', invoked_by: 'orchestrator', delegating_span: id(toolSpan(zombie, 'delegate_research')), tool: 'export_report', grace_ms: 300 });
+    expect(f.evidence).toMatchObject({ role: 'research', invoked_by: 'orchestrator', delegating_span: id(toolSpan(zombie, 'delegate_research')), tool: 'export_report', grace_ms: 1000 });
     expect(f.evidence.late_by_ms as number).toBeGreaterThan(1000);
     expect(p.h.exported().find((s) => s.spanId === id(exported))?.attributes['agentsec.finding.kind']).toBe('zombie_agent');
   });
