@@ -1,7 +1,7 @@
 // enrich's hold: batches wait briefly so parents and children meet, leave on time even when a
 // parent never comes, refuse (retryably) when the hold is full or the next component refuses,
 // and flush on shutdown.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Normalize, NormalizeConfig } from '../../src/processors/normalize.ts';
 import { TraceGraphConfig, TraceGraphProcessor } from '../../src/processors/tracegraph.ts';
 import { Enrich, EnrichConfig } from '../../src/processors/enrich.ts';
@@ -57,9 +57,8 @@ describe('enrich', () => {
     await tick();
     expect(p.sink.batches).toHaveLength(0);
     p.advance(250);
-    await tick();
-    // Both were due: they leave as one export, in arrival order.
-    expect(p.sink.batches).toHaveLength(1);
+    // Both were due: they leave (on the next timer tick) as one export, in arrival order.
+    await vi.waitFor(() => expect(p.sink.batches).toHaveLength(1), { timeout: 5000 });
     expect(plainSpans(p.sink.batches).map((s) => s.spanId.replace(/^0+/, ''))).toEqual(['3', '1', '2']);
     expect(attrs(p.sink).get('3')).toMatchObject({ 'agentsec.agent.role': 'helper', 'agentsec.chain.depth': { int: '1' }, 'agentsec.chain.path': 'lead>helper' });
     await p.enrich.shutdown(AbortSignal.timeout(1000));
@@ -70,8 +69,7 @@ describe('enrich', () => {
     await p.enrich.start();
     await p.normalize.consume(batch([{ id: '9', parent: '8', agent: 'orphan', tool: 'read' }]), ctx);
     p.advance(150);
-    await tick();
-    expect(attrs(p.sink).get('9')).toMatchObject({ 'agentsec.agent.role': 'orphan', 'agentsec.chain.depth': { int: '0' } });
+    await vi.waitFor(() => expect(attrs(p.sink).get('9')).toMatchObject({ 'agentsec.agent.role': 'orphan', 'agentsec.chain.depth': { int: '0' } }), { timeout: 5000 });
     await p.enrich.shutdown(AbortSignal.timeout(1000));
   });
 
@@ -89,8 +87,7 @@ describe('enrich', () => {
     expect(p.sink.batches).toHaveLength(0);
     expect(p.set.metrics.gauge('agentsec_enrich_held_spans', '', ['processor']).get('enrich')).toBe(2);
     p.sink.failWith = undefined;
-    await tick();
-    expect(p.sink.spanCount()).toBe(2);
+    await vi.waitFor(() => expect(p.sink.spanCount()).toBe(2), { timeout: 5000 });
     await p.enrich.shutdown(AbortSignal.timeout(1000));
   });
 
