@@ -102,7 +102,7 @@ export function canFlow(from: SpanNode, to: SpanNode, slackMs = 1): boolean {
   return treeRoot(from) === treeRoot(to);
 }
 
-/** How many distinct agents a flow from `a` to `b` crosses (0: one agent did both). */
+/** The agent invocations a flow from `a` to `b` passes through: up from a's agent to the nearest common one, then down to b's (one element when one agent did both). */
 export function agentsBetween(a: SpanNode, b: SpanNode): AgentNode[] {
   const chainA = a.agentNode ? agentChain(a.agentNode) : [];
   const chainB = b.agentNode ? agentChain(b.agentNode) : [];

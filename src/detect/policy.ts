@@ -35,7 +35,7 @@ export const Capability = z.strictObject({
 });
 
 export const RolePolicy = z.strictObject({
-  /** observe: findings for what the rules below forbid; enforce: also deny-by-default (policy_violation). */
+  /** enforce: deny-by-default, every call outside the lists below is a policy_violation; observe: learnt from, not reported (see policy_violation's report_observed). */
   mode: z.enum(['observe', 'enforce']).default('observe'),
   allowed_tools: z.array(Glob).optional(),
   allowed_delegations: z.array(z.string()).optional(),
