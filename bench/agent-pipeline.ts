@@ -24,6 +24,7 @@ import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { peakRssBytes } from './proc-stats.ts';
 import { formatTable } from './report.ts';
+import { envNumber } from './env.ts';
 
 const IN_PROCESS_SECONDS = envNumber('BENCH_AGENT_SECONDS', 2);
 const E2E_SECONDS = envNumber('BENCH_E2E_SECONDS', 4);
@@ -47,11 +48,6 @@ const INPROC_SCRIPT = fileURLToPath(new URL('./agent-inprocess.ts', import.meta.
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!(value > 0)) throw new Error(`${name} must be a positive number`);
-  return value;
-}
 
 const count = (n: number) => Math.round(n).toLocaleString('en-US');
 const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');

@@ -26,7 +26,7 @@
 //   BENCH_NODE_FLAGS            node flags for the collectors (default: those of package.json's "start" script)
 //   BENCH_RESULTS_DETECTION     where to write the JSON figures (default: a file in the OS temp dir)
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -40,6 +40,7 @@ import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
 import { byLabel, metricValues, scrapeMetrics, sum } from './prom.ts';
 import { formatTable } from './report.ts';
+import { envNumber, collectorNodeFlags } from './env.ts';
 
 const SECONDS = envNumber('BENCH_DETECT_SECONDS', 10);
 const WARMUP_SECONDS = envNumber('BENCH_DETECT_WARMUP', 2);
@@ -67,25 +68,10 @@ const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!(value > 0)) throw new Error(`${name} must be a positive number`);
-  return value;
-}
 
 const count = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
 const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 
-/** The node flags the collector runs with: BENCH_NODE_FLAGS, else those of `npm start` (as bench/run.ts). */
-function collectorNodeFlags(): string[] {
-  const fromEnv = process.env.BENCH_NODE_FLAGS;
-  if (fromEnv !== undefined) return fromEnv.split(/\s+/).filter(Boolean);
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts?: { start?: string } };
-  const [command, ...args] = pkg.scripts?.start?.split(/\s+/) ?? [];
-  if (command !== 'node') return [];
-  const script = args.findIndex((arg) => !arg.startsWith('-'));
-  return script < 0 ? args : args.slice(0, script);
-}
 
 interface Files {
   pool: string;

@@ -12,7 +12,7 @@
 //   BENCH_OTLP_COMPRESSION, BENCH_OTLP_NUM_CONSUMERS   the otlp exporter's compression (gzip) and
 //                           sending_queue.num_consumers (4) in the "bare" scenario (bench/forward-exporter-only.yaml)
 import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,6 +25,7 @@ import { buildRequestPool, SPANS_PER_REQUEST, writePoolFile } from './payload.ts
 import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
 import { codecTable, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
+import { envNumber, collectorNodeFlags } from './env.ts';
 
 const SECONDS = envNumber('BENCH_SECONDS', 10);
 const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 8);
@@ -63,22 +64,7 @@ const SINKS: Sink[] = [
 ];
 const TRANSPORTS = ['http', 'grpc'] as const;
 
-/** The node flags the collector runs with: BENCH_NODE_FLAGS, else those of `npm start`. */
-function collectorNodeFlags(): string[] {
-  const fromEnv = process.env.BENCH_NODE_FLAGS;
-  if (fromEnv !== undefined) return fromEnv.split(/\s+/).filter(Boolean);
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts?: { start?: string } };
-  const [command, ...args] = pkg.scripts?.start?.split(/\s+/) ?? [];
-  if (command !== 'node') return [];
-  const script = args.findIndex((arg) => !arg.startsWith('-'));
-  return script < 0 ? args : args.slice(0, script);
-}
 
-function envNumber(name: string, fallback: number): number {
-  const value = Number(process.env[name] ?? fallback);
-  if (!(value > 0)) throw new Error(`${name} must be a positive number`);
-  return value;
-}
 
 async function main(): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), 'agentsec-bench-'));

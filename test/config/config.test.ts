@@ -67,6 +67,23 @@ describe('config substitution', () => {
   });
 });
 
+/** Something wrong in every section. */
+const BROKEN = `
+receivers:
+  otlp:
+    protocols:
+      http: { endpoint: "nope" }
+  kafka: {}
+exporters:
+  debug: { level: loud }
+  otlp: { protocol: grpc }
+service:
+  extensions: [health]
+  pipelines:
+    traces: { receivers: [otlp], processors: [batch], exporters: [debug, file] }
+    metrics: { receivers: [otlp], exporters: [debug] }
+`;
+
 describe('config validation', () => {
   it('accepts a minimal config and fills defaults', () => {
     const cfg = resolveConfig(parseConfigText(MINIMAL, 't', {}), registry);
@@ -75,43 +92,14 @@ describe('config validation', () => {
   });
 
   it('names the key and what is wrong, for every problem at once', () => {
-    const issues = issuesOf(`
-receivers:
-  otlp:
-    protocols:
-      http: { endpoint: "nope" }
-  kafka: {}
-exporters:
-  debug: { level: loud }
-  otlp: { protocol: grpc }
-service:
-  extensions: [health]
-  pipelines:
-    traces: { receivers: [otlp], processors: [batch], exporters: [debug, file] }
-    metrics: { receivers: [otlp], exporters: [debug] }
-  colour: blue
-`);
+    const issues = issuesOf(BROKEN + '  colour: blue\n');
     expect(issues).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^service: unknown key "colour"/),
       ]),
     );
     // The top-level error stops before component checks; fix it and look at the rest.
-    const rest = issuesOf(`
-receivers:
-  otlp:
-    protocols:
-      http: { endpoint: "nope" }
-  kafka: {}
-exporters:
-  debug: { level: loud }
-  otlp: { protocol: grpc }
-service:
-  extensions: [health]
-  pipelines:
-    traces: { receivers: [otlp], processors: [batch], exporters: [debug, file] }
-    metrics: { receivers: [otlp], exporters: [debug] }
-`);
+    const rest = issuesOf(BROKEN);
     expect(rest).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^receivers::otlp::protocols::http::endpoint: must be host:port/),

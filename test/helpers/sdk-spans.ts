@@ -128,6 +128,14 @@ export function startRecordingSdk(resource: string | Record<string, string>): { 
   return { memory, sdk };
 }
 
+/** Shuts the SDK down and unregisters the OpenTelemetry globals, so that other suites in the worker start clean. */
+export async function stopRecordingSdk(sdk: NodeSDK | undefined): Promise<void> {
+  await sdk?.shutdown();
+  trace.disable();
+  context.disable();
+  propagation.disable();
+}
+
 /** Runs `fn` under a recording NodeSDK for `resource` and returns the spans it ended, in end order. */
 export async function runRecorded(resource: string | Record<string, string>, fn: () => Promise<unknown>): Promise<ReadableSpan[]> {
   const { memory, sdk } = startRecordingSdk(resource);
@@ -136,10 +144,7 @@ export async function runRecorded(resource: string | Record<string, string>, fn:
     await fn();
   } finally {
     spans = [...memory.getFinishedSpans()];
-    await sdk.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
+    await stopRecordingSdk(sdk);
   }
   return spans;
 }

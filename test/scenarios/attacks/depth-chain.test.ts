@@ -8,7 +8,7 @@
 //
 // Hard negative, no finding of any kind: orchestrator → research → writer (writer at depth 2,
 // the limit), with the same policy.
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -16,7 +16,7 @@ import { generateText, stepCountIs, tool, type ToolSet } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
+import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -81,12 +81,7 @@ describe('attack: a delegation chain deeper than the role allows (AI SDK v7)', (
     shape = describeSpans(specsFromSdk(deep).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
-  afterAll(async () => {
-    await sdk?.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  afterAll(() => stopRecordingSdk(sdk));
 
   it('finds excessive_depth on writer: depth 3 beyond its 2, the whole chain, shown on the writer', async () => {
     const h = detectHarness(POLICY);

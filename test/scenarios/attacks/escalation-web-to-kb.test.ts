@@ -15,7 +15,7 @@
 //
 // Every agent stays within its role in the policy; the composition is the attack.
 import { readFileSync } from 'node:fs';
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -24,7 +24,7 @@ import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
+import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -192,12 +192,7 @@ describe('attack: web content written into the internal knowledge base across th
     );
   });
 
-  afterAll(async () => {
-    await sdk?.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  afterAll(() => stopRecordingSdk(sdk));
 
   it('records the system as expected: three agents, tool arguments and results captured', () => {
     for (const name of ['invoke_agent orchestrator', 'invoke_agent research', 'invoke_agent writer', 'execute_tool web_search', 'execute_tool fetch_url', 'execute_tool kb_write']) named(attack, name);

@@ -12,14 +12,14 @@
 //   │     (https://formatter.corp.internal)
 //   └─ ai.toolCall send_email to cfo@acme.example (egress, allowed: no finding either way)
 import { readFileSync } from 'node:fs';
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
+import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -148,12 +148,7 @@ describe("attack: the quarter's sales sent to an outside formatting service (AI 
     );
   });
 
-  afterAll(async () => {
-    await sdk?.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  afterAll(() => stopRecordingSdk(sdk));
 
   it('records the system as expected: two agents, tool arguments and results captured', () => {
     const query = toolSpan(attack, 'sales_db_query');

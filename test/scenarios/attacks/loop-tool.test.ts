@@ -14,7 +14,7 @@
 // arguments (real instrumentation); and the recorded attack spans with the 50 identical calls
 // spread over 10 minutes (the real spans, re-timed: a mock model cannot make the SDK's clock
 // run for 10 minutes).
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -22,7 +22,7 @@ import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
+import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { argHash } from '../../../src/detect/detectors/tool-loop.ts';
@@ -111,12 +111,7 @@ describe('attack: a sub-agent calling the same tool with identical arguments 50 
     shape = describeSpans(specsFromSdk(attack).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
-  afterAll(async () => {
-    await sdk?.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  afterAll(() => stopRecordingSdk(sdk));
 
   it('records what the scenario needs: 50 lookup_order calls under research, arguments captured, within 10 s', () => {
     const calls = attack.filter((s) => s.name === 'execute_tool lookup_order');

@@ -10,7 +10,7 @@
 //
 // Hard negatives, no finding of any kind, on the same spans: research in observe mode with the
 // same lists; research with no policy at all (another role enforced).
-import { context, propagation, trace } from '@opentelemetry/api';
+import { trace } from '@opentelemetry/api';
 import { OpenTelemetry } from '@ai-sdk/otel';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { InMemorySpanExporter, type ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -18,7 +18,7 @@ import { generateText, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { startRecordingSdk } from '../../helpers/sdk-spans.ts';
+import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
@@ -117,12 +117,7 @@ describe('attack: an enforced role calling a tool outside its allowed_tools (AI 
     shape = describeSpans(specsFromSdk(spans).map((s) => ({ spanId: s.id, parentSpanId: s.parent ?? '', kind: s.kind ?? 1, name: s.name ?? '', attributes: s.attrs ?? {} })));
   });
 
-  afterAll(async () => {
-    await sdk?.shutdown();
-    trace.disable();
-    context.disable();
-    propagation.disable();
-  });
+  afterAll(() => stopRecordingSdk(sdk));
 
   it('finds one policy_violation: research called run_shell, outside its enforced allowed_tools', async () => {
     const h = detectHarness(ENFORCED);
