@@ -11,8 +11,9 @@
 import type { z } from 'zod';
 import type { Finding } from '../finding.ts';
 import type { AlertmanagerSinkConfig } from '../sinks.ts';
-import { httpFailure, httpPoster, loadSinkTls, type HttpPoster } from './http.ts';
-import { QueuedSink, type SinkContext } from './queue.ts';
+import { httpFailure, httpPoster, type HttpPoster } from '../../exporters/http-client.ts';
+import { loadSinkTls } from './http.ts';
+import { QueuedSink, type SinkContext, USER_AGENT, MAX_ANSWER_BYTES } from './queue.ts';
 
 export interface PostableAlert {
   labels: Record<string, string>;
@@ -38,7 +39,7 @@ export function alertmanagerSink(name: string, cfg: z.output<typeof Alertmanager
       async start() {
         const url = new URL(`${cfg.url.replace(/\/+$/, '')}/api/v2/alerts`);
         const tls = url.protocol === 'https:' ? await loadSinkTls(name, cfg.tls) : undefined;
-        poster = httpPoster(url, { headers: cfg.headers, contentType: 'application/json', tls });
+        poster = httpPoster(url, { headers: cfg.headers, contentType: 'application/json', tls, userAgent: USER_AGENT, maxAnswerBytes: MAX_ANSWER_BYTES });
       },
       encode(f) {
         const alert = alertOf(f);
@@ -55,7 +56,7 @@ export function alertmanagerSink(name: string, cfg: z.output<typeof Alertmanager
       request: (payloads) => JSON.stringify(payloads.flat()),
       async send(body, signal) {
         const answer = await poster!.post(body, signal);
-        const failure = httpFailure(poster!, answer);
+        const failure = httpFailure(answer);
         if (failure) throw failure;
       },
       close: () => poster?.close(),

@@ -11,12 +11,12 @@
 import type { z } from 'zod';
 import { grpcExporter, resolveOtlpTarget, type OtlpTarget } from '../../exporters/otlp-client.ts';
 import type { TlsMaterial } from '../../exporters/otlp-transport.ts';
-import { ExportLogsServiceRequest, ExportLogsServiceResponse, LOGS_EXPORT_PATH, Long, RpcStatus } from '../../otlp/proto.ts';
-import { retryDelayFromRpcStatus } from '../../otlp/status.ts';
+import { ExportLogsServiceRequest, ExportLogsServiceResponse, LOGS_EXPORT_PATH, Long } from '../../otlp/proto.ts';
 import type { Finding, Severity } from '../finding.ts';
 import type { OtlpLogsSinkConfig } from '../sinks.ts';
-import { httpFailure, httpPoster, loadSinkTls, type HttpPoster } from './http.ts';
-import { PRODUCT_VERSION, QueuedSink, type SendResult, type SinkContext } from './queue.ts';
+import { httpFailure, httpPoster, rpcStatusDetail, type HttpPoster } from '../../exporters/http-client.ts';
+import { loadSinkTls } from './http.ts';
+import { PRODUCT_VERSION, QueuedSink, type SendResult, type SinkContext, USER_AGENT, MAX_ANSWER_BYTES } from './queue.ts';
 
 type OtlpLogsSettings = z.output<typeof OtlpLogsSinkConfig>;
 
@@ -154,21 +154,13 @@ interface LogsTransport {
 }
 
 function httpLogsTransport(cfg: OtlpLogsSettings, target: LogsTarget, tls: TlsMaterial | undefined): LogsTransport {
-  const poster: HttpPoster = httpPoster(new URL(target.address), { headers: cfg.headers, contentType: 'application/x-protobuf', tls });
+  const poster: HttpPoster = httpPoster(new URL(target.address), { headers: cfg.headers, contentType: 'application/x-protobuf', tls, userAgent: USER_AGENT, maxAnswerBytes: MAX_ANSWER_BYTES });
   return {
     async send(request, signal) {
       const answer = await poster.post(request, signal);
       if (answer.status >= 200 && answer.status < 300) return partialSuccess(answer.body);
       // OTLP servers answer errors with a google.rpc.Status, which may carry RetryInfo.
-      let detail: { message?: string; retryAfterMs?: number | undefined } | undefined;
-      if (String(answer.headers['content-type']).includes('protobuf')) {
-        try {
-          detail = { message: (RpcStatus.decode(answer.body) as unknown as { message?: string }).message ?? '', retryAfterMs: retryDelayFromRpcStatus(answer.body) };
-        } catch {
-          // Not a Status: the raw text will do.
-        }
-      }
-      throw httpFailure(poster, answer, detail)!;
+      throw httpFailure(answer, rpcStatusDetail(answer))!;
     },
     close: () => poster.close(),
   };

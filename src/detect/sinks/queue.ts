@@ -21,6 +21,9 @@ import type { Finding } from '../finding.ts';
 
 /** Reported as the product version in OCSF metadata and the OTLP instrumentation scope. */
 export const PRODUCT_VERSION = '0.1.0';
+export const USER_AGENT = `agentsec-collector/${PRODUCT_VERSION}`;
+/** Sinks read an answer for an error message or a partial success only: keep at most this much. */
+export const MAX_ANSWER_BYTES = 64 * 1024;
 
 /** How long close() drains when its caller gives no deadline. */
 export const DEFAULT_CLOSE_TIMEOUT_MS = 5000;

@@ -4,8 +4,9 @@
 import type { z } from 'zod';
 import { toOcsf, type Finding } from '../finding.ts';
 import type { WebhookSinkConfig } from '../sinks.ts';
-import { httpFailure, httpPoster, loadSinkTls, type HttpPoster } from './http.ts';
-import { PRODUCT_VERSION, QueuedSink, type SinkContext } from './queue.ts';
+import { httpFailure, httpPoster, type HttpPoster } from '../../exporters/http-client.ts';
+import { loadSinkTls } from './http.ts';
+import { PRODUCT_VERSION, QueuedSink, type SinkContext, USER_AGENT, MAX_ANSWER_BYTES } from './queue.ts';
 
 export function webhookSink(name: string, cfg: z.output<typeof WebhookSinkConfig>, ctx: SinkContext): QueuedSink<string, string> {
   let poster: HttpPoster | undefined;
@@ -16,14 +17,14 @@ export function webhookSink(name: string, cfg: z.output<typeof WebhookSinkConfig
       async start() {
         const url = new URL(cfg.url);
         const tls = url.protocol === 'https:' ? await loadSinkTls(name, cfg.tls) : undefined;
-        poster = httpPoster(url, { headers: cfg.headers, contentType: 'application/json', tls });
+        poster = httpPoster(url, { headers: cfg.headers, contentType: 'application/json', tls, userAgent: USER_AGENT, maxAnswerBytes: MAX_ANSWER_BYTES });
       },
       // Serialized at deliver time: the JSON is the snapshot.
       encode: (f: Finding) => JSON.stringify(cfg.format === 'ocsf' ? toOcsf(f, PRODUCT_VERSION) : f),
       request: (bodies) => bodies[0]!,
       async send(body, signal) {
         const answer = await poster!.post(body, signal);
-        const failure = httpFailure(poster!, answer);
+        const failure = httpFailure(answer);
         if (failure) throw failure;
       },
       close: () => poster?.close(),
