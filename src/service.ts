@@ -75,6 +75,12 @@ export class Service {
     return out;
   }
 
+  /** SIGHUP: every component that depends on files re-reads them (a broken one keeps what it had). */
+  async reload(): Promise<void> {
+    this.logger.info('reload requested');
+    for (const c of startOrder(this.#graph)) await c.component.reload?.();
+  }
+
   /**
    * Drains in the collector's order within service.shutdown_timeout: receivers stop
    * accepting, processors flush, exporters flush their queues. Idempotent.

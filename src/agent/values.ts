@@ -10,6 +10,19 @@ export function stringOf(v: AnyValue | null | undefined): string | undefined {
   return s ? s : undefined;
 }
 
+/** A number from an int, a double or a numeric string, else undefined. */
+export function numberOf(v: AnyValue | null | undefined): number | undefined {
+  if (!v) return undefined;
+  if (Object.hasOwn(v, 'intValue') && v.intValue != null) return Number(int64String(v.intValue));
+  if (Object.hasOwn(v, 'doubleValue') && v.doubleValue != null) return v.doubleValue;
+  const s = v.stringValue;
+  if (s) {
+    const n = Number(s);
+    return Number.isFinite(n) ? n : undefined;
+  }
+  return undefined;
+}
+
 /** A scalar as text (strings, ints, doubles, bools); structured values as JSON. */
 export function textOf(v: AnyValue | null | undefined): string | undefined {
   if (!v) return undefined;

@@ -2,8 +2,8 @@
 // into one fixed-shape record in a single pass over the attributes. The view holds only what
 // the span itself says; identity inherited down the tree is resolved by the trace graph.
 import type { KeyValue, Resource, Span } from '../otlp/types.ts';
-import { SpanKind } from '../otlp/types.ts';
-import { stringOf, StringPool, textOf } from './values.ts';
+import { SpanKind, StatusCode } from '../otlp/types.ts';
+import { numberOf, stringOf, StringPool, textOf } from './values.ts';
 import type { Credential, CredentialReader } from './credentials.ts';
 
 /** Where an agent's code runs: from resource attributes, shared by every span of a resource. */
@@ -74,6 +74,10 @@ export class SpanView {
   remoteAgent = '';
   kind = 0;
   credential: CredentialUse | undefined = undefined;
+  /** The span's status is ERROR. */
+  error = false;
+  /** Tokens used (input + output), when the span reports usage. */
+  tokens = 0;
 }
 
 export interface NormalizeOptions {
@@ -120,6 +124,7 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   let serverAddress = '', genAiProvider = '', genAiSystem = '', aiProvider = '', llmProvider = '';
   let genAiModel = '', aiModel = '', llmModel = '', dbSystem = '', dbOperation = '', dbCollection = '';
   let sessionId = '', tlSession = '';
+  let inputTokens = 0, outputTokens = 0;
 
   if (attrs) {
     for (let i = 0; i < attrs.length; i++) {
@@ -173,6 +178,11 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
         case 'gen_ai.conversation.id': v.conversation = stringOf(val) ?? ''; break;
         case 'session.id': sessionId = stringOf(val) ?? ''; break;
         case 'traceloop.association.properties.session_id': tlSession = stringOf(val) ?? ''; break;
+        // Usage, in every dialect's spelling (input and output counted once each).
+        case 'gen_ai.usage.input_tokens': case 'gen_ai.usage.prompt_tokens': case 'ai.usage.promptTokens': case 'ai.usage.inputTokens': case 'llm.token_count.prompt':
+          inputTokens = numberOf(val) ?? inputTokens; break;
+        case 'gen_ai.usage.output_tokens': case 'gen_ai.usage.completion_tokens': case 'ai.usage.completionTokens': case 'ai.usage.outputTokens': case 'llm.token_count.completion':
+          outputTokens = numberOf(val) ?? outputTokens; break;
       }
       if (opts.credentialAttributes.has(kv.key)) readCredential(kv, v, opts);
     }
@@ -216,8 +226,12 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   v.agent = opts.pool.intern(agent);
   v.agentId = opts.pool.intern(genAiAgentId || agent);
 
+  v.tokens = inputTokens + outputTokens;
+  v.error = span.status?.code === StatusCode.ERROR;
+
   // targets
   if (!serverAddress && v.url) serverAddress = hostOf(v.url) ?? '';
+  if (!v.path && v.url) v.path = pathOf(v.url);
   v.host = opts.pool.intern(serverAddress.toLowerCase());
   if (dbSystem) v.db = opts.pool.intern([dbSystem, dbOperation, dbCollection].filter(Boolean).join(' '));
   v.provider = opts.pool.intern(normalizeProvider(genAiProvider || genAiSystem || aiProvider || llmProvider));
@@ -253,6 +267,12 @@ function handoffTarget(json: string | undefined, key: string): string | undefine
     // Not JSON: no target from it.
   }
   return undefined;
+}
+
+/** The path of a URL ('' when it has none or is not a URL). */
+function pathOf(url: string): string {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*(\/[^?#]*)?/i.exec(url);
+  return m?.[1] ?? '';
 }
 
 export function hostOf(url: string): string | undefined {

@@ -10,6 +10,8 @@ import type { TraceBatch } from '../otlp/types.ts';
 export interface Component {
   start(host: Host): Promise<void>;
   shutdown(signal: AbortSignal): Promise<void>;
+  /** SIGHUP: re-read the files it depends on (a policy…); keeps what it had when they are broken. */
+  reload?(): Promise<void>;
 }
 
 /** What the running service offers components at start. */
@@ -37,7 +39,7 @@ export interface ApiRegistry {
 export interface ConsumeContext {
   /** The receiver id that accepted the data, e.g. otlp. */
   readonly receiver: string;
-  readonly transport: 'grpc' | 'http' | 'file';
+  readonly transport: 'grpc' | 'http' | 'file' | 'internal';
 }
 
 export interface TracesConsumer {

@@ -1,14 +1,14 @@
-// Durations ("200ms", "5s", "1m30s" or a number of ms) and sizes ("20MiB", "512KiB" or a
+// Durations ("200ms", "5s", "1m30s", "7d" or a number of ms) and sizes ("20MiB", "512KiB" or a
 // number of bytes) as they are written in collector configs.
 import { z } from 'zod';
 
-const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;
-const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 export function parseDuration(v: string): number | undefined {
   const s = v.trim();
   if (s === '0') return 0;
-  if (!/^(\d+(?:\.\d+)?(ms|s|m|h))+$/.test(s)) return undefined;
+  if (!/^(\d+(?:\.\d+)?(ms|s|m|h|d))+$/.test(s)) return undefined;
   let total = 0;
   for (const m of s.matchAll(DURATION_PART)) total += Number(m[1]) * DURATION_UNITS[m[2]!]!;
   return total;
@@ -19,7 +19,7 @@ export const duration = z.union([z.number().nonnegative(), z.string()]).transfor
   if (typeof v === 'number') return v;
   const ms = parseDuration(v);
   if (ms === undefined) {
-    ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(v)}: use a number of milliseconds or a string like 200ms, 5s, 1m` });
+    ctx.addIssue({ code: 'custom', message: `invalid duration ${JSON.stringify(v)}: use a number of milliseconds or a string like 200ms, 5s, 1m, 24h, 7d` });
     return z.NEVER;
   }
   return ms;

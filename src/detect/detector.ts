@@ -32,6 +32,8 @@ export interface AddedSpan {
 }
 
 export interface FindingDraft {
+  /** The kind, when the detector reports more than one (else the detector's). */
+  kind?: FindingKind;
   /** Deduplication key within (trace, kind): the same key is one finding. */
   key: string;
   severity: Severity;
@@ -110,6 +112,20 @@ export function agentsBetween(a: SpanNode, b: SpanNode): AgentNode[] {
   while (common < chainA.length && common < chainB.length && chainA[common] === chainB[common]) common++;
   // Up from a to the common ancestor, then down to b.
   return [...chainA.slice(Math.max(0, common - 1)).reverse(), ...chainB.slice(common)];
+}
+
+/** A model call itself (not the HTTP request under it). */
+export function isModelCall(s: SpanNode): boolean {
+  return s.operation === 'chat' || s.operation === 'embeddings' || (s.model !== '' && s.tool === '' && s.operation !== 'invoke_agent');
+}
+
+/** A model call, or a span under one (the provider's HTTP request): the deployment's model endpoint, not the role's own destination. */
+export function underModelCall(s: SpanNode): boolean {
+  let p: SpanNode | undefined = s;
+  for (let guard = 0; p && p.agentNode === s.agentNode && guard < 64; guard++, p = p.parent) {
+    if (isModelCall(p)) return true;
+  }
+  return false;
 }
 
 // Content overlap: word 5-grams, hashed; overlap between a source's result and a sink's

@@ -12,6 +12,10 @@ export const FINDING_KINDS = [
   'zombie_agent',
   'credential_shared',
   'policy_violation',
+  'baseline_new_tool',
+  'baseline_new_endpoint',
+  'baseline_new_delegation',
+  'baseline_volume',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 
@@ -30,6 +34,10 @@ export const OWASP: Record<FindingKind, string> = {
   zombie_agent: 'ASI10',
   credential_shared: 'ASI03',
   policy_violation: 'ASI02',
+  baseline_new_tool: 'ASI10',
+  baseline_new_endpoint: 'ASI10',
+  baseline_new_delegation: 'ASI03',
+  baseline_volume: 'ASI08',
 };
 
 export function severityRank(s: Severity): number {

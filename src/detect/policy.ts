@@ -41,6 +41,10 @@ export const RolePolicy = z.strictObject({
   allowed_delegations: z.array(z.string()).optional(),
   allowed_hosts: z.array(Glob).optional(),
   max_depth: z.number().int().nonnegative().optional(),
+  /** Calls (tool, model, MCP) the role may make per minute, over all its invocations (counted per replica); enforced roles only. */
+  max_calls_per_minute: z.number().int().positive().optional(),
+  /** What a generated policy learnt each entry from (agentsec policy generate); not used to judge. */
+  evidence: z.record(z.string(), z.unknown()).optional(),
 });
 
 export const PolicySchema = z.strictObject({
@@ -58,6 +62,8 @@ export const PolicySchema = z.strictObject({
   relays: z.array(z.string()).default([]),
   /** Identities that must no longer act. */
   retired: z.array(z.string()).default([]),
+  /** Entries a generated policy did not allow on its own (sinks, risky tools, new egress, too little evidence), per role: for a human to move into `roles`. Not used to judge. */
+  review: z.record(z.string(), z.unknown()).default({}),
 });
 export type PolicyConfig = z.output<typeof PolicySchema>;
 

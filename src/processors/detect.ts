@@ -4,7 +4,13 @@
 // finding span added to the same trace (service.name=agentsec, status ERROR, a child of the span
 // that shows it, linked to every span of the chain), to the finding sinks, to GET /api/findings
 // and to agentsec_findings_total{kind,severity}.
+//
+// With `baselines`, it also learns per-role baselines (src/baseline) and reports departures from
+// them; volume findings, judged per window rather than per trace, leave as finding spans of
+// their own batch. The policy file reloads live: on change and on SIGHUP (Service.reload); a
+// broken new policy is refused with its error and the old one stays in force.
 import { randomBytes } from 'node:crypto';
+import { unwatchFile, watchFile } from 'node:fs';
 import { z } from 'zod';
 import type { ConsumeContext, Host, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
 import type { KeyValue, ResourceSpans, Span, TraceBatch } from '../otlp/types.ts';
@@ -17,8 +23,17 @@ import { shingles } from '../detect/detector.ts';
 import { FINDING_KINDS, findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';
 import { EMPTY_POLICY, loadPolicy, type Policy } from '../detect/policy.ts';
 import { createSinks, SinksConfig, type FindingSink } from '../detect/sinks.ts';
-import { ConfigError, errorMessage } from '../errors.ts';
+import { ConfigError, errorMessage, isPermanent } from '../errors.ts';
 import { ApiError } from '../admin/server.ts';
+import { duration } from '../config/units.ts';
+import { BaselinesConfig } from '../baseline/config.ts';
+import { Baselines, type VolumeAnomaly } from '../baseline/baselines.ts';
+import { createStore } from '../baseline/store.ts';
+import { generatePolicy } from '../baseline/generate.ts';
+import { baselineDetector } from '../detect/detectors/baseline.ts';
+
+/** Kinds with a detector of their own (configured under detectors.<kind>). */
+const DETECTOR_KINDS = FINDING_KINDS.filter((k) => !k.startsWith('baseline_')) as unknown as readonly [FindingKind, ...FindingKind[]];
 
 export const DetectConfig = z.strictObject({
   /** The policy file (YAML); without one, every role is observed and nothing is labelled. */
@@ -29,7 +44,11 @@ export const DetectConfig = z.strictObject({
   /** Jaeger's UI base URL, e.g. http://localhost:16686: every finding then links to its trace. */
   jaeger_ui_url: z.string().url().optional(),
   /** Settings per detector kind; `false` turns one off. Every kind runs by default. */
-  detectors: z.partialRecord(z.enum(FINDING_KINDS), z.union([z.literal(false), z.record(z.string(), z.unknown())])).default({}),
+  detectors: z.partialRecord(z.enum(DETECTOR_KINDS), z.union([z.literal(false), z.record(z.string(), z.unknown())])).default({}),
+  /** Learn per-role baselines and report departures from them (off unless set; `{}` takes the defaults). */
+  baselines: BaselinesConfig.optional(),
+  /** How often the policy file is checked for changes (0: only on SIGHUP). */
+  policy_check_interval: duration.prefault('2s'),
   sinks: SinksConfig,
   /** Findings kept for the API (oldest forgotten first). */
   max_findings: z.number().int().positive().default(10_000),
@@ -67,6 +86,12 @@ export class Detect implements Processor {
   readonly #counter;
   readonly #errors;
   #policy: Policy;
+  #baselines: Baselines | undefined;
+  #syncTimer: NodeJS.Timeout | undefined;
+  /** Findings made outside a batch (volume), whose finding spans wait for the next send. */
+  #detached: Finding[] = [];
+  #watching = false;
+  readonly #reloads;
   now: () => number = Date.now;
 
   constructor(set: Settings, cfg: DetectConfig, next: TracesConsumer, stdout?: { write(s: string): unknown }) {
@@ -86,6 +111,25 @@ export class Detect implements Processor {
     this.#sinks = createSinks(cfg.sinks, { stdout, logger: set.logger, metrics: set.metrics });
     this.#counter = set.metrics.counter('agentsec_findings_total', 'Findings, by kind and severity.', ['kind', 'severity']);
     this.#errors = set.metrics.counter('agentsec_detector_errors_total', 'Detector failures (the detector is skipped for that batch).', ['kind']);
+    this.#reloads = set.metrics.counter('agentsec_policy_reloads_total', 'Policy file reloads, by result (ok, rejected).', ['result']);
+  }
+
+  get baselines(): Baselines | undefined {
+    return this.#baselines;
+  }
+
+  /** Reads the policy file again; a broken one is refused (logged, counted) and the old one stays. */
+  async reload(): Promise<void> {
+    if (!this.#cfg.policy) return;
+    try {
+      this.#policy = loadPolicy(this.#cfg.policy);
+      this.#reloads.inc(['ok']);
+      this.#set.logger.info({ policy: this.#cfg.policy, roles: Object.keys(this.#policy.config.roles).length, capabilities: this.#policy.config.capabilities.length }, 'policy reloaded');
+    } catch (err) {
+      this.#reloads.inc(['rejected']);
+      const issues = err instanceof ConfigError ? err.issues : [errorMessage(err)];
+      this.#set.logger.error({ policy: this.#cfg.policy, issues }, 'new policy rejected; the previous one stays in force');
+    }
   }
 
   get policy(): Policy {
@@ -104,7 +148,109 @@ export class Detect implements Processor {
         return f;
       },
     });
-    this.#set.logger.info({ detectors: this.#detectors.map((d) => d.kind), policy: this.#cfg.policy ?? null }, 'detection running');
+    if (this.#cfg.policy && this.#cfg.policy_check_interval > 0) {
+      const path = this.#cfg.policy;
+      // Polls the file's stat: survives editors that replace the file and Kubernetes ConfigMap symlink swaps.
+      watchFile(path, { interval: this.#cfg.policy_check_interval, persistent: false }, (cur, prev) => {
+        if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size || cur.ino !== prev.ino) void this.reload();
+      });
+      this.#watching = true;
+    }
+    if (this.#cfg.baselines) await this.#startBaselines(host, this.#cfg.baselines);
+    this.#set.logger.info({ detectors: this.#detectors.map((d) => d.kind), policy: this.#cfg.policy ?? null, baselines: this.#baselines?.store.kind ?? null }, 'detection running');
+  }
+
+  async #startBaselines(host: Host, cfg: BaselinesConfig): Promise<void> {
+    const store = await createStore(cfg, this.#set.dataDir);
+    const syncErrors = this.#set.metrics.counter('agentsec_baseline_sync_errors_total', 'Failed writes or reads of the baseline store (the delta is kept and retried).', []);
+    const engine = new Baselines(cfg, {
+      store,
+      onVolume: (a) => this.#volumeFinding(a),
+      onSyncError: (err) => {
+        syncErrors.inc([]);
+        this.#set.logger.warn({ store: store.kind, err: errorMessage(err) }, 'baseline store sync failed; kept for the next sync');
+      },
+    });
+    await engine.start();
+    this.#baselines = engine;
+    const roles = this.#set.metrics.gauge('agentsec_baseline_roles', 'Roles with a baseline, by learning state.', ['state']);
+    roles.track(['learning'], () => engine.roles().filter((r) => !engine.isReady(r)).length);
+    roles.track(['ready'], () => engine.roles().filter((r) => engine.isReady(r)).length);
+    this.#detectors.push(baselineDetector(engine, { policy: () => this.#policy, now: () => this.now() }, { settleAfterMs: 30_000, maxPendingPerTrace: 10_000 }));
+    this.#syncTimer = setInterval(() => void this.#tick(), cfg.sync_interval).unref();
+    host.api.add({ method: 'GET', path: '/baselines', handler: () => ({ store: store.kind, roles: engine.roles().map((r) => engine.summary(r)) }) });
+    host.api.add({ method: 'GET', path: '/baselines/:role', handler: ({ params }) => this.baselineOf(params.role!) });
+    host.api.add({
+      method: 'GET',
+      path: '/policy/generated',
+      handler: ({ query }) => {
+        if (query.role && !engine.summary(query.role)) throw new ApiError(404, `no baseline for role ${query.role}`);
+        if (query.mode && query.mode !== 'enforce' && query.mode !== 'observe') throw new ApiError(400, 'mode must be enforce or observe');
+        return generatePolicy(engine, this.#policy, { role: query.role, mode: query.mode as 'enforce' | 'observe' | undefined, minObservations: cfg.generate.min_observations, minConversations: cfg.generate.min_conversations });
+      },
+    });
+    this.#set.logger.info({ store: store.kind, roles: engine.roles().length }, 'baselines loaded');
+  }
+
+  /** One role's profile, as GET /api/baselines/{role} serves it. */
+  baselineOf(role: string): Record<string, unknown> {
+    const engine = this.#baselines;
+    const summary = engine?.summary(role);
+    if (!engine || !summary) throw new ApiError(404, `no baseline for role ${role}`);
+    const items = engine.items(role);
+    const list = (entries: [string, { count: number; first: number; last: number; convs: string[] }][]) =>
+      entries.map(([value, it]) => ({ value, observations: it.count, conversations: it.convs.length, first_seen: new Date(it.first).toISOString(), last_seen: new Date(it.last).toISOString() }));
+    return {
+      ...summary,
+      tools: list(items.tool),
+      endpoints: list(items.endpoint),
+      collapsed_endpoints: engine.collapsedEndpoints(role),
+      mcp: list(items.mcp),
+      delegations: list(items.delegation),
+      models: list(items.model),
+      volume: engine.volume(role),
+    };
+  }
+
+  /** Syncs the baselines, then sends the finding spans of findings made outside a batch. */
+  async #tick(): Promise<void> {
+    await this.#baselines?.sync();
+    await this.#sendDetached();
+  }
+
+  async #sendDetached(): Promise<void> {
+    if (this.#detached.length === 0) return;
+    const findings = this.#detached;
+    this.#detached = [];
+    const batch: TraceBatch = { resourceSpans: [], spanCount: 0 };
+    appendFindingSpans(batch, findings, this.now());
+    // No span of it has a graph summary: enrich passes them as they are.
+    spanNodes.set(batch, []);
+    try {
+      await this.#next.consume(batch, { receiver: this.#set.id, transport: 'internal' });
+    } catch (err) {
+      if (isPermanent(err)) {
+        this.#set.logger.warn({ findings: findings.length, err: errorMessage(err) }, 'finding spans refused permanently; the findings reached the sinks');
+        return;
+      }
+      this.#detached = findings.concat(this.#detached); // retried on the next tick
+    }
+  }
+
+  #volumeFinding(a: VolumeAnomaly): void {
+    const ex = a.exemplar;
+    if (!ex) return;
+    const ratio = a.median > 0 ? Math.max(...a.values) / a.median : Infinity;
+    const f = this.#deliver('baseline_volume', ex.traceId, {
+      key: `${a.role}\u0000${a.feature}\u0000${a.from}`,
+      severity: ratio >= 10 ? 'high' : 'medium',
+      confidence: 'medium',
+      summary: `${a.role}: ${a.feature.replaceAll('_', ' ')} ${a.values.join(', ')} over ${a.values.length} windows from ${new Date(a.from).toISOString()}, above its learnt ${a.threshold} (median ${a.median})`,
+      spanIds: [ex.spanId],
+      chain: [{ role: a.role, spanId: ex.spanId, capability: a.feature }],
+      evidence: { role: a.role, feature: a.feature, values: a.values, median: a.median, threshold: a.threshold, history_windows: a.historyWindows, from: new Date(a.from).toISOString(), to: new Date(a.to).toISOString(), window_ms: this.#cfg.baselines!.window },
+    });
+    if (f) this.#detached.push(f);
   }
 
   list(q: Record<string, string | undefined>): { findings: Finding[] } {
@@ -166,7 +312,7 @@ export class Detect implements Processor {
       for (const d of this.#detectors) {
         try {
           d.onSpans(trace, added, (draft) => {
-            const f = this.#accept(graph, memo, d.kind, draft);
+            const f = this.#accept(graph, memo, draft.kind ?? d.kind, draft);
             if (f) made.push(f);
           });
         } catch (err) {
@@ -198,32 +344,53 @@ export class Detect implements Processor {
       this.#set.logger.info({ finding: id, kind, severity: known.severity, confidence: known.confidence, trace: graph.traceId }, 'finding updated');
       return undefined;
     }
+    // Known outside this trace's memo: its graph was evicted and built again since.
+    const f = this.#deliver(kind, graph.traceId, { ...d, spanIds: d.spans.map((s) => s.id) });
+    if (!f) return undefined;
+    memo.findings.set(id, f);
+    const shows = d.spans[0];
+    if (shows) (shows.findings ??= []).push(f);
+    return f;
+  }
+
+  /** A new finding: kept for the API, counted, delivered to every sink and logged (undefined when known already). */
+  #deliver(kind: FindingKind, traceId: string, d: Omit<FindingDraft, 'spans'> & { spanIds: string[] }): Finding | undefined {
+    const id = findingId(traceId, kind, d.key);
+    if (this.#findings.has(id)) return undefined;
     const f: Finding = {
       id,
       time: new Date(this.now()).toISOString(),
       kind,
       severity: d.severity,
       confidence: d.confidence,
-      traceId: graph.traceId,
-      spanIds: [...new Set(d.spans.map((s) => s.id))],
+      traceId,
+      spanIds: [...new Set(d.spanIds)],
       chain: d.chain,
       summary: d.summary,
       evidence: d.evidence,
       owasp: OWASP[kind],
-      ...(this.#cfg.jaeger_ui_url ? { link: `${this.#cfg.jaeger_ui_url.replace(/\/$/, '')}/trace/${graph.traceId}` } : {}),
+      ...(this.#cfg.jaeger_ui_url ? { link: `${this.#cfg.jaeger_ui_url.replace(/\/$/, '')}/trace/${traceId}` } : {}),
     };
-    memo.findings.set(id, f);
-    const shows = d.spans[0];
-    if (shows) (shows.findings ??= []).push(f);
     if (this.#findings.size >= this.#cfg.max_findings) this.#findings.delete(this.#findings.keys().next().value!);
     this.#findings.set(id, f);
     this.#counter.inc([kind, f.severity]);
     for (const s of this.#sinks) s.deliver(f);
-    this.#set.logger.info({ finding: id, kind, severity: f.severity, trace: graph.traceId }, 'finding');
+    this.#set.logger.info({ finding: id, kind, severity: f.severity, trace: traceId }, 'finding');
     return f;
   }
 
   async shutdown(signal?: AbortSignal): Promise<void> {
+    if (this.#watching) unwatchFile(this.#cfg.policy!);
+    this.#watching = false;
+    clearInterval(this.#syncTimer);
+    this.#syncTimer = undefined;
+    if (this.#baselines) {
+      // What was learnt since the last sync is written before the store closes.
+      const engine = this.#baselines;
+      this.#baselines = undefined;
+      await engine.close().catch((err: unknown) => this.#set.logger.error({ err: errorMessage(err) }, 'baseline store: last write failed'));
+    }
+    await this.#sendDetached();
     // The network sinks drain their queues side by side, each until the service's deadline.
     const closed = await Promise.allSettled(this.#sinks.map((s) => s.close(signal)));
     const failed = closed.find((r) => r.status === 'rejected');

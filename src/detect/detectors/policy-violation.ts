@@ -11,6 +11,8 @@
 //   max_depth still applies (excessive_depth). With `report_observed: true`, the lists an observed
 //   role sets explicitly are checked too (no deny-by-default for the lists it leaves out), at
 //   severity low: what enforcing it would flag.
+// - max_calls_per_minute: calls (tool, model, MCP) per role per minute of the spans' time, across
+//   traces, counted by each replica for the traces it sees; one finding per role and minute.
 // - A role with no policy is observed: never a finding here.
 //
 // Tool names and hosts match the lists as the policy file's globs do (case-insensitive, `*`);
@@ -32,7 +34,7 @@ import type { DetectorDefinition, FindingDraft } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 import type { Policy, SinkLabel } from '../policy.ts';
-import { advanceClock, finality, NodeClock, structureMayHaveChanged, TraceStates } from '../detector.ts';
+import { advanceClock, finality, NodeClock, structureMayHaveChanged, TraceStates, underModelCall, isModelCall } from '../detector.ts';
 import { globList } from '../policy.ts';
 
 export const PolicyViolationConfig = z.strictObject({
@@ -44,7 +46,7 @@ export const PolicyViolationConfig = z.strictObject({
   max_pending_per_trace: z.number().int().positive().default(10_000),
 });
 
-type Rule = 'allowed_tools' | 'allowed_delegations' | 'allowed_hosts';
+type Rule = 'allowed_tools' | 'allowed_delegations' | 'allowed_hosts' | 'max_calls_per_minute';
 
 interface Checked {
   mode: 'observe' | 'enforce';
@@ -53,6 +55,7 @@ interface Checked {
   tools: { allows: (v: string) => boolean; list: readonly string[] } | undefined;
   delegations: { allows: (v: string) => boolean; list: readonly string[] } | undefined;
   hosts: { allows: (v: string) => boolean; list: readonly string[] } | undefined;
+  maxPerMinute: number | undefined;
 }
 
 interface Pending {
@@ -70,22 +73,13 @@ interface ViolationState {
   unsettled: boolean;
 }
 
-const MODEL_OPERATIONS = new Set(['chat', 'embeddings']);
-
-/** A model call, or a span under one (the provider's HTTP request): the deployment's model endpoint, not the role's own destination. */
-function underModelCall(s: SpanNode): boolean {
-  let p: SpanNode | undefined = s;
-  for (let guard = 0; p && p.agentNode === s.agentNode && guard < 64; guard++, p = p.parent) {
-    if (MODEL_OPERATIONS.has(p.operation) || (p.model !== '' && p.tool === '' && p.operation !== 'invoke_agent')) return true;
-  }
-  return false;
-}
-
 export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> = {
   kind: 'policy_violation',
   config: PolicyViolationConfig,
   create(cfg, ctx) {
     const states = new TraceStates<ViolationState>();
+    /** Calls in the current minute, per role with max_calls_per_minute. */
+    const rates = new Map<string, { minute: number; count: number }>();
     // Roles compiled once per policy (the policy reloads live: a new Policy, a new entry).
     const compiled = new WeakMap<Policy, { roles: Map<string, Checked>; any: boolean }>();
 
@@ -108,6 +102,7 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
           tools: rule(rp.allowed_tools, true),
           delegations: rule(rp.allowed_delegations, true),
           hosts: rule(rp.allowed_hosts, false),
+          maxPerMinute: rp.max_calls_per_minute,
         });
       }
       compiled.set(policy, (c = { roles, any: roles.size > 0 }));
@@ -119,7 +114,7 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
       shows: SpanNode, chainOf: SpanNode, capability: string | undefined, severity: Severity, complete: boolean,
     ): FindingDraft => {
       const chain = chainOf.agentNode && !chainOf.agentNode.transparent ? agentChain(chainOf.agentNode) : [];
-      const what = rule === 'allowed_tools' ? `called tool ${value}` : rule === 'allowed_hosts' ? `reached host ${value}` : `delegated to ${value}`;
+      const what = rule === 'allowed_tools' ? `called tool ${value}` : rule === 'allowed_hosts' ? `reached host ${value}` : rule === 'max_calls_per_minute' ? `made more than ${list[0]} calls in the minute from ${value}` : `delegated to ${value}`;
       return {
         key: `${role}\u0000${rule}\u0000${value}`,
         severity: checked.severity ?? severity,
@@ -142,6 +137,16 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
       }
       if (span.host && checked.hosts && !checked.hosts.allows(span.host) && !underModelCall(span)) {
         report(violation(policy, checked, role, 'allowed_hosts', span.host, checked.hosts.list, span, span, span.host, policy.isInternal(span.host) ? 'medium' : 'high', complete));
+      }
+      if (checked.maxPerMinute !== undefined && ((span.tool && span.operation !== 'handoff') || isModelCall(span) || span.mcpMethod)) {
+        // Calls per role per minute of the spans' time, across traces (this replica's share).
+        const minute = Math.floor(span.start / 60_000);
+        let r = rates.get(role);
+        if (!r || r.minute !== minute) rates.set(role, (r = { minute, count: 0 }));
+        if (++r.count === checked.maxPerMinute + 1) {
+          const from = new Date(minute * 60_000).toISOString();
+          report(violation(policy, checked, role, 'max_calls_per_minute', from, [String(checked.maxPerMinute)], span, span, span.tool || span.model, 'medium', complete));
+        }
       }
     };
 
@@ -181,7 +186,7 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
 
         // Calls: judged when what the graph says of them is final.
         for (const { span, labels } of added) {
-          if ((span.tool || span.host) && st.pending.length < cfg.max_pending_per_trace) st.pending.push({ id: span.id, sink: labels.sink, seen: st.clock });
+          if ((span.tool || span.host || span.model || span.mcpMethod) && st.pending.length < cfg.max_pending_per_trace) st.pending.push({ id: span.id, sink: labels.sink, seen: st.clock });
         }
         if (st.pending.length > 0) {
           const still: Pending[] = [];

@@ -1,0 +1,134 @@
+// The embedded default: one SQLite file in the data directory (node:sqlite, no native addon).
+// A flush is one transaction of upserts that add counts and take min/max, so a crash loses at
+// most the last sync interval, never a half-written profile.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { BaselineStore } from './store.ts';
+import { emptyData, MAX_CONVERSATIONS, type BaselineData } from './profile.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS roles (
+  role TEXT PRIMARY KEY, first INTEGER NOT NULL, last INTEGER NOT NULL,
+  calls INTEGER NOT NULL, invocations INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+  role TEXT NOT NULL, dim TEXT NOT NULL, value TEXT NOT NULL,
+  count INTEGER NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL, convs TEXT NOT NULL,
+  PRIMARY KEY (role, dim, value));
+CREATE TABLE IF NOT EXISTS windows (
+  role TEXT NOT NULL, idx INTEGER NOT NULL,
+  calls INTEGER NOT NULL, invocations INTEGER NOT NULL, errors INTEGER NOT NULL, tokens INTEGER NOT NULL,
+  delegations INTEGER NOT NULL, depth_sum INTEGER NOT NULL, depth_max INTEGER NOT NULL,
+  PRIMARY KEY (role, idx));
+CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, until INTEGER NOT NULL);
+`;
+
+export class SqliteStore implements BaselineStore {
+  readonly kind = 'sqlite';
+  readonly shared = false;
+  readonly path: string;
+  #db: DatabaseSync | undefined;
+  #upsertRole!: StatementSync;
+  #upsertItem!: StatementSync;
+  #upsertWindow!: StatementSync;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  get where(): string {
+    return this.path;
+  }
+
+  async open(): Promise<void> {
+    mkdirSync(dirname(this.path), { recursive: true });
+    const db = new DatabaseSync(this.path);
+    db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
+    db.exec(SCHEMA);
+    db.function('union_convs', { deterministic: true }, (a, b) => unionCsv(String(a), String(b)));
+    this.#upsertRole = db.prepare(`INSERT INTO roles VALUES (?, ?, ?, ?, ?) ON CONFLICT (role) DO UPDATE SET
+      first = min(first, excluded.first), last = max(last, excluded.last),
+      calls = calls + excluded.calls, invocations = invocations + excluded.invocations`);
+    this.#upsertItem = db.prepare(`INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (role, dim, value) DO UPDATE SET
+      count = count + excluded.count, first = min(first, excluded.first), last = max(last, excluded.last),
+      convs = union_convs(convs, excluded.convs)`);
+    this.#upsertWindow = db.prepare(`INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (role, idx) DO UPDATE SET
+      calls = calls + excluded.calls, invocations = invocations + excluded.invocations, errors = errors + excluded.errors,
+      tokens = tokens + excluded.tokens, delegations = delegations + excluded.delegations,
+      depth_sum = depth_sum + excluded.depth_sum, depth_max = max(depth_max, excluded.depth_max)`);
+    this.#db = db;
+  }
+
+  #open(): DatabaseSync {
+    if (!this.#db) throw new Error(`baseline store ${this.path} is not open`);
+    return this.#db;
+  }
+
+  async load(fromWindow: number): Promise<BaselineData> {
+    const db = this.#open();
+    const out = emptyData();
+    for (const r of db.prepare('SELECT role, first, last, calls, invocations FROM roles').all() as Record<string, number & string>[]) {
+      out.roles.set(r.role, { first: Number(r.first), last: Number(r.last), calls: Number(r.calls), invocations: Number(r.invocations) });
+    }
+    for (const r of db.prepare('SELECT role, dim, value, count, first, last, convs FROM items').all() as Record<string, string>[]) {
+      out.items.set(`${r.role}\u0000${r.dim}\u0000${r.value}`, { count: Number(r.count), first: Number(r.first), last: Number(r.last), convs: r.convs ? r.convs.split(',') : [] });
+    }
+    for (const r of db.prepare('SELECT * FROM windows WHERE idx >= ?').all(fromWindow) as Record<string, string | number>[]) {
+      out.windows.set(`${r.role}\u0000${r.idx}`, {
+        calls: Number(r.calls), invocations: Number(r.invocations), errors: Number(r.errors), tokens: Number(r.tokens),
+        delegations: Number(r.delegations), depthSum: Number(r.depth_sum), depthMax: Number(r.depth_max),
+      });
+    }
+    return out;
+  }
+
+  async flush(delta: BaselineData): Promise<void> {
+    const db = this.#open();
+    db.exec('BEGIN');
+    try {
+      for (const [role, t] of delta.roles) this.#upsertRole.run(role, t.first, t.last, t.calls, t.invocations);
+      for (const [key, it] of delta.items) {
+        const a = key.indexOf('\u0000');
+        const b = key.indexOf('\u0000', a + 1);
+        this.#upsertItem.run(key.slice(0, a), key.slice(a + 1, b), key.slice(b + 1), it.count, it.first, it.last, it.convs.join(','));
+      }
+      for (const [key, w] of delta.windows) {
+        const a = key.lastIndexOf('\u0000');
+        this.#upsertWindow.run(key.slice(0, a), Number(key.slice(a + 1)), w.calls, w.invocations, w.errors, w.tokens, w.delegations, w.depthSum, w.depthMax);
+      }
+      db.exec('COMMIT');
+    } catch (err) {
+      db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  async claim(key: string, ttlMs: number): Promise<boolean> {
+    const db = this.#open();
+    const now = Date.now();
+    const r = db.prepare('INSERT INTO claims VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET until = excluded.until WHERE until <= ?').run(key, now + ttlMs, now);
+    return Number(r.changes) > 0;
+  }
+
+  async prune(beforeWindow: number): Promise<void> {
+    const db = this.#open();
+    db.prepare('DELETE FROM windows WHERE idx < ?').run(beforeWindow);
+    db.prepare('DELETE FROM claims WHERE until <= ?').run(Date.now());
+  }
+
+  async close(): Promise<void> {
+    this.#db?.close();
+    this.#db = undefined;
+  }
+}
+
+function unionCsv(a: string, b: string): string {
+  if (!b) return a;
+  if (!a) return b;
+  const out = a.split(',');
+  for (const c of b.split(',')) {
+    if (out.length >= MAX_CONVERSATIONS) break;
+    if (!out.includes(c)) out.push(c);
+  }
+  return out.join(',');
+}
