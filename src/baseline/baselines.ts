@@ -155,6 +155,7 @@ export class Baselines {
   // ------------------------------------------------------------------ observations (hot path)
 
   observeInvocation(role: string, time: number, depth: number, ref: ObservationRef): void {
+    time = Math.floor(time); // whole milliseconds: what every store keeps
     this.#advance(time);
     this.#totals(role, time, 0, 1);
     const w = this.#window(role, time);
@@ -169,6 +170,7 @@ export class Baselines {
   }
 
   observeCall(role: string, time: number, call: Call, ref: ObservationRef, out: Novelty[]): void {
+    time = Math.floor(time); // whole milliseconds: what every store keeps
     this.#advance(time);
     const ready = this.isReady(role);
     if (call.counts) {
@@ -188,6 +190,7 @@ export class Baselines {
   }
 
   observeDelegation(from: string, to: string, time: number, ref: ObservationRef, out: Novelty[]): void {
+    time = Math.floor(time); // whole milliseconds: what every store keeps
     this.#advance(time);
     const ready = this.isReady(from);
     this.#window(from, time).delegations++;

@@ -29,6 +29,8 @@ export const BaselinesConfig = z.strictObject({
   window: duration.prefault('5m'),
   /** A window is judged once the spans' time is this far past its end (late spans still count). */
   lateness: duration.prefault('1m'),
+  /** A call whose ancestors have not all arrived is learnt from after this much of the trace's time, when its agent is named (as policy_violation judges). */
+  settle_after: duration.prefault('30s'),
   /** How often local observations are written to the store (and, for redis, the merged state read back). */
   sync_interval: duration.prefault('5s'),
   volume: z

@@ -176,7 +176,7 @@ export class Detect implements Processor {
     const roles = this.#set.metrics.gauge('agentsec_baseline_roles', 'Roles with a baseline, by learning state.', ['state']);
     roles.track(['learning'], () => engine.roles().filter((r) => !engine.isReady(r)).length);
     roles.track(['ready'], () => engine.roles().filter((r) => engine.isReady(r)).length);
-    this.#detectors.push(baselineDetector(engine, { policy: () => this.#policy, now: () => this.now() }, { settleAfterMs: 30_000, maxPendingPerTrace: 10_000 }));
+    this.#detectors.push(baselineDetector(engine, { policy: () => this.#policy, now: () => this.now() }, { settleAfterMs: cfg.settle_after, maxPendingPerTrace: 10_000 }));
     this.#syncTimer = setInterval(() => void this.#tick(), cfg.sync_interval).unref();
     host.api.add({ method: 'GET', path: '/baselines', handler: () => ({ store: store.kind, roles: engine.roles().map((r) => engine.summary(r)) }) });
     host.api.add({ method: 'GET', path: '/baselines/:role', handler: ({ params }) => this.baselineOf(params.role!) });

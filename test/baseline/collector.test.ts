@@ -1,5 +1,5 @@
 // Baselines in the running collector, over real sockets: spans made with the OpenTelemetry API
-// under a real NodeSDK and sent by the official OTLP/proto exporter to a collector whose detect
+// under a real NodeSDK and sent by the official OTLP/proto exporter (helpers/agent-traffic.ts) to a collector whose detect
 // processor learns into SQLite in its data directory. A role that has learnt gets one
 // baseline_new_tool finding for a new tool (on the API, and on the exported span); its profile,
 // its generated policy and its learning state are on the admin API; a restart keeps every
@@ -7,11 +7,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { trace } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgentCollector, type AgentCollector } from '../helpers/agent-collector.ts';
-import { exportWith, runRecorded } from '../helpers/sdk-spans.ts';
+import { adminGet, invoke, until } from '../helpers/agent-traffic.ts';
 import { metricValue } from '../helpers/collector.ts';
 import type { Finding } from '../../src/detect/finding.ts';
 
@@ -33,40 +31,8 @@ async function start(): Promise<AgentCollector> {
   return startAgentCollector({ dataDir, extraProcessors: detectYaml(), processors: ['normalize', 'tracegraph', 'detect', 'enrich'] });
 }
 
-/** One invocation of `role` calling `tools`, made with the OTel API and exported over OTLP/HTTP; returns its trace id. */
-async function task(c: AgentCollector, role: string, tools: string[], conversation: string): Promise<string> {
-  let traceId = '';
-  const spans = await runRecorded(`${role}-service`, async () => {
-    const tracer = trace.getTracer('baseline-test');
-    await tracer.startActiveSpan(`invoke_agent ${role}`, { attributes: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': role, 'gen_ai.conversation.id': conversation } }, async (root) => {
-      traceId = root.spanContext().traceId;
-      for (const tool of tools) {
-        tracer.startSpan(`execute_tool ${tool}`, { attributes: { 'gen_ai.operation.name': 'execute_tool', 'gen_ai.tool.name': tool } }).end();
-      }
-      root.end();
-    });
-  });
-  const exporter = new OTLPTraceExporter({ url: `${c.httpUrl}/v1/traces` });
-  await exportWith(exporter, spans);
-  await exporter.shutdown();
-  return traceId;
-}
-
-async function api<T>(c: AgentCollector, path: string): Promise<T> {
-  const res = await fetch(`${c.collector.adminUrl}/api${path}`);
-  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
-async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const task = (c: AgentCollector, role: string, tools: string[], conversation: string) => invoke(c.httpUrl, { role, tools, conversation });
+const api = <T>(c: AgentCollector, path: string) => adminGet<T>(c.collector.adminUrl, `/api${path}`);
 
 const findings = (c: AgentCollector, kind: string) => api<{ findings: Finding[] }>(c, `/findings?kind=${kind}`).then((r) => r.findings);
 
