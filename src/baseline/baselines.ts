@@ -204,7 +204,9 @@ export class Baselines {
     return t.calls >= this.cfg.learning.min_observations && this.#clock - t.first >= this.cfg.learning.period;
   }
 
-  #see(role: string, dim: Dimension, value: string, time: number, ref: ObservationRef, ready: boolean, out: Novelty[]): void {
+  #see(role: string, dim: Dimension, raw: string, time: number, ref: ObservationRef, ready: boolean, out: Novelty[]): void {
+    // Under a collapsed position, an endpoint is recorded as the position (the profile stays bounded).
+    const value = dim === 'endpoint' ? this.#rt(role).endpoints.canonical(raw) : raw;
     const key = itemKey(role, dim, value);
     const conv = convHash(ref.conversation);
     const known = this.#view.items.get(key);
@@ -214,7 +216,7 @@ export class Baselines {
       if (time < known.first) known.first = time;
       if (known.convs.length < MAX_CONVERSATIONS && !known.convs.includes(conv)) known.convs.push(conv);
     } else {
-      const isNew = ready && !(dim === 'endpoint' && this.#rt(role).endpoints.known(value));
+      const isNew = ready && !(dim === 'endpoint' && value.endsWith('/{*}'));
       if (isNew) out.push({ role, dimension: dim, value, known: this.countOf(role, dim) });
       this.#view.items.set(key, { count: 1, first: time, last: time, convs: [conv] });
       if (dim === 'endpoint') this.#rt(role).endpoints.add(value);

@@ -10,10 +10,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const NUMBER = /^\d+$/;
 const HEX = /^[0-9a-f]{8,}$/i;
 const OPAQUE = /^[A-Za-z0-9_-]{20,}$/;
+const MANY_DIGITS = /\d{3,}/;
 
 export function templateSegment(seg: string): string {
   if (seg === '') return seg;
   if (NUMBER.test(seg) || UUID.test(seg)) return '{id}';
+  // A run of three digits or more among other characters: kb-1042, order_12345, 2026-11-21.
+  if (MANY_DIGITS.test(seg)) return '{id}';
   // A hash: hex with at least one digit (so words like "deadbeefcafe" need a digit too).
   if (HEX.test(seg) && /\d/.test(seg)) return '{id}';
   // A long opaque token: letters and digits mixed.
@@ -71,17 +74,28 @@ export class EndpointSet {
 
   /** The key was seen, or lies under a collapsed position that no protected prefix covers. */
   known(key: string): boolean {
-    if (this.#keys.has(key)) return true;
+    return this.#keys.has(key) || this.#collapsedAt(key) !== undefined;
+  }
+
+  /** What the profile records `key` as: the collapsed position's `…/{*}` when it lies under one, else the key itself. */
+  canonical(key: string): string {
+    if (this.#keys.has(key)) return key;
+    const at = this.#collapsedAt(key);
+    return at === undefined ? key : `${at.replace(/\/$/, '')}/{*}`;
+  }
+
+  /** The collapsed parent (`host METHOD /a`) `key` lies under, if any (never under a protected prefix). */
+  #collapsedAt(key: string): string | undefined {
     const split = splitKey(key);
-    if (!split || this.#isProtected(split.path)) return false;
+    if (!split || this.#isProtected(split.path)) return undefined;
     const segs = split.path.split('/');
     for (let i = 1; i < segs.length; i++) {
       const parent = `${split.prefix} ${segs.slice(0, i).join('/') || '/'}`;
       const kids = this.#children.get(parent);
-      if (kids && kids.size > this.#collapseAfter) return true;
-      if (!kids || !kids.has(segs[i]!)) return false;
+      if (kids && kids.size > this.#collapseAfter) return parent;
+      if (!kids || !kids.has(segs[i]!)) return undefined;
     }
-    return false;
+    return undefined;
   }
 
   /** The collapsed positions, as templates with `{*}` (for the generated policy). */

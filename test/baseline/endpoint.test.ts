@@ -12,6 +12,9 @@ describe('endpoint templates', () => {
     // Words stay words (no digit), so do short codes.
     expect(pathTemplate('/v1/chat/completions')).toBe('/v1/chat/completions');
     expect(pathTemplate('/repos/acme/deadbeefcafe')).toBe('/repos/acme/deadbeefcafe');
+    expect(pathTemplate('/api/articles/kb-1042')).toBe('/api/articles/{id}');
+    expect(pathTemplate('/reports/2026-11-21/summary')).toBe('/reports/{id}/summary');
+    expect(pathTemplate('/v1/models/gpt-4o')).toBe('/v1/models/gpt-4o');
     expect(pathTemplate('')).toBe('/');
     expect(endpointKey('API.Example.com', 'get', '/orders/7')).toBe('api.example.com GET /orders/{id}');
     expect(endpointKey('api.example.com', '', '')).toBe('api.example.com');
@@ -29,9 +32,13 @@ describe('endpoint templates', () => {
     expect(set.known('h POST /people/erin/profile')).toBe(false);
     expect(set.known('other GET /people/erin/profile')).toBe(false);
     expect(set.collapsed()).toEqual(['h GET /people/{*}']);
+    // What the profile records a child as, from now on: the position (bounded), never under a protected prefix.
+    expect(set.canonical('h GET /people/erin/profile')).toBe('h GET /people/{*}');
+    expect(set.canonical('h GET /people/alice/profile')).toBe('h GET /people/alice/profile');
 
     for (const u of ['a', 'b', 'c', 'd', 'e']) set.add(`h GET /admin/${u}`);
     expect(set.known('h GET /admin/a')).toBe(true);
     expect(set.known('h GET /admin/shadow.evil')).toBe(false);
+    expect(set.canonical('h GET /admin/shadow.evil')).toBe('h GET /admin/shadow.evil');
   });
 });

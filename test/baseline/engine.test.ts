@@ -59,6 +59,20 @@ describe('baseline engine', () => {
     expect(e.summary('writer')!.state).toBe('learning');
   });
 
+  it('keeps endpoints bounded: children of a collapsed position are recorded as the position, and are not new', async () => {
+    const { e } = engine({ endpoints: { collapse_after: 10, protected_prefixes: ['/admin'] } });
+    await feed(e, 'crm', T0, 14, () => 10); // learnt (ready) with the search tool
+    const novel: Novelty[] = [];
+    for (let i = 0; i < 500; i++) e.observeCall('crm', T0 + 80 * MIN + i, { endpoint: `crm.corp GET /accounts/acct-${String.fromCharCode(97 + (i % 26))}${String.fromCharCode(97 + Math.floor(i / 26))}`, counts: false, error: false, tokens: 0 }, ref(i), novel);
+    // The first 11 distinct children were new (reported); then the position collapsed.
+    expect(novel).toHaveLength(11);
+    expect(e.countOf('crm', 'endpoint')).toBe(12);
+    expect(e.item('crm', 'endpoint', 'crm.corp GET /accounts/{*}')!.count).toBe(489);
+    // A protected prefix never collapses.
+    for (let i = 0; i < 20; i++) e.observeCall('crm', T0 + 90 * MIN + i, { endpoint: `crm.corp GET /admin/x${String.fromCharCode(97 + i)}`, counts: false, error: false, tokens: 0 }, ref(i), novel);
+    expect(novel).toHaveLength(31);
+  });
+
   it('a sustained 5x volume gives one finding; a single-window spike gives none', async () => {
     const { e, volume } = engine();
     // A day of steady traffic: 8–12 invocations per window.
