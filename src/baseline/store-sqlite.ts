@@ -42,7 +42,8 @@ export class SqliteStore implements BaselineStore {
 
   async open(): Promise<void> {
     mkdirSync(dirname(this.path), { recursive: true });
-    const db = new DatabaseSync(this.path);
+    // Another process (`policy generate`, `analyze`) may hold the lock for a moment: wait for it.
+    const db = new DatabaseSync(this.path, { timeout: 5000 });
     db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;');
     db.exec(SCHEMA);
     db.function('union_convs', { deterministic: true }, (a, b) => unionCsv(String(a), String(b)));

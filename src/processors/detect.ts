@@ -280,7 +280,7 @@ export class Detect implements Processor {
       if (!span || this.#seen.has(span)) continue; // a resent span is judged once
       this.#seen.add(span);
       const view = views[i]!;
-      const labels = this.#policy.labels({ tool: span.tool, host: span.host, method: span.method, path: span.path, db: span.db, mcpMethod: span.mcpMethod });
+      const labels = this.#policy.labels(span); // a SpanNode has every field a rule matches
       let memo = this.#memos.get(span.trace);
       if (!memo) {
         this.#memos.set(span.trace, (memo = { labeled: [], findings: new Map() }));
