@@ -7,6 +7,10 @@
 //   npm run demo -- --keep             leave the collector running at the end (Ctrl-C stops it)
 //   npm run demo -- --config FILE      another collector config (default config/agentsec.yaml)
 //
+// With OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set, no collector is
+// started: the agents send OTLP/HTTP there, and findings are read from AGENTSEC_ADMIN_URL (default:
+// that host, port 13133). docker-compose.yml runs the demo that way against its collector.
+//
 // The collector listens on the default ports (4317, 4318, 13133) on 127.0.0.1 when they are free,
 // else on free ones; AGENTSEC_GRPC_ENDPOINT / AGENTSEC_HTTP_ENDPOINT / AGENTSEC_ADMIN_ENDPOINT
 // choose the ports. AGENTSEC_POLICY chooses the policy (default config/policies/demo.yaml).
@@ -93,6 +97,34 @@ function options(): Options {
     config: resolve(REPO, parsed.values.config ?? 'config/agentsec.yaml'),
     policy: resolve(REPO, process.env.AGENTSEC_POLICY || 'config/policies/demo.yaml'),
   };
+}
+
+/** The collector the agents send to, and where its admin API is. */
+interface Target {
+  /** OTLP/HTTP traces URL. */
+  tracesUrl: string;
+  adminUrl: string;
+  /** A collector started by the demo: its process and files. */
+  local?: { collector: CollectorProcess; dataDir: string; logPath: string };
+}
+
+/** The collector named by the standard OTLP exporter variables, when they are set. */
+function externalTarget(env: NodeJS.ProcessEnv): Target | undefined {
+  const base = env.OTEL_EXPORTER_OTLP_ENDPOINT?.replace(/\/+$/, '');
+  const tracesUrl = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (base ? `${base}/v1/traces` : undefined);
+  if (!tracesUrl) return undefined;
+  const url = new URL(tracesUrl);
+  return { tracesUrl, adminUrl: (env.AGENTSEC_ADMIN_URL || `${url.protocol}//${url.hostname}:13133`).replace(/\/+$/, '') };
+}
+
+/** Waits until the collector's /readyz answers 200 (it may still be starting, e.g. in compose). */
+async function waitReady(adminUrl: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if ((await fetch(`${adminUrl}/readyz`).catch(() => undefined))?.status === 200) return true;
+    await sleep(500);
+  }
+  return false;
 }
 
 /** The port of AGENTSEC_<name>_ENDPOINT, else `fallback` when it is free on 127.0.0.1, else undefined (a free one). */
@@ -208,30 +240,41 @@ function toolCounts(plan: TaskPlan): string {
 async function main(): Promise<number> {
   const opts = options();
   const started = Date.now();
-  const dataDir = mkdtempSync(join(tmpdir(), 'agentsec-demo-'));
-  const logPath = join(dataDir, 'collector.log');
   const rel = (p: string) => (p.startsWith(REPO) ? relative(REPO, p) : p);
 
   say(bold('agentsec demo') + dim(' — a simulated multi-agent system, the collector between it and your tracing backend'));
-  say(dim(`  config ${rel(opts.config)} · policy ${rel(opts.policy)} · data ${dataDir}`));
-  const [grpc, http, admin] = await Promise.all([port('AGENTSEC_GRPC_ENDPOINT', 4317), port('AGENTSEC_HTTP_ENDPOINT', 4318), port('AGENTSEC_ADMIN_ENDPOINT', 13133)]);
-  let collector: CollectorProcess;
-  try {
-    collector = await startCollector({
-      config: opts.config,
-      logPath,
-      ports: { grpc, http, admin },
-      env: { AGENTSEC_POLICY: opts.policy, AGENTSEC_DATA_DIR: dataDir, AGENTSEC_LOG_LEVEL: process.env.AGENTSEC_LOG_LEVEL ?? 'info' },
-    });
-  } catch (err) {
-    console.error(red(`the collector did not start: ${(err as Error).message}`));
-    return 1;
+  let target = externalTarget(process.env);
+  if (target) {
+    say(dim(`  collector ${target.tracesUrl} (OTEL_EXPORTER_OTLP_ENDPOINT) · admin ${target.adminUrl} · policy as that collector has it`));
+    if (!(await waitReady(target.adminUrl, 60_000))) {
+      console.error(red(`the collector at ${target.adminUrl} was not ready within 60 s`));
+      return 1;
+    }
+  } else {
+    const dataDir = mkdtempSync(join(tmpdir(), 'agentsec-demo-'));
+    const logPath = join(dataDir, 'collector.log');
+    say(dim(`  config ${rel(opts.config)} · policy ${rel(opts.policy)} · data ${dataDir}`));
+    const [grpc, http, admin] = await Promise.all([port('AGENTSEC_GRPC_ENDPOINT', 4317), port('AGENTSEC_HTTP_ENDPOINT', 4318), port('AGENTSEC_ADMIN_ENDPOINT', 13133)]);
+    try {
+      const collector = await startCollector({
+        config: opts.config,
+        logPath,
+        ports: { grpc, http, admin },
+        env: { AGENTSEC_POLICY: opts.policy, AGENTSEC_DATA_DIR: dataDir, AGENTSEC_LOG_LEVEL: process.env.AGENTSEC_LOG_LEVEL ?? 'info' },
+      });
+      target = { tracesUrl: `http://${collector.endpoints.http}/v1/traces`, adminUrl: collector.adminUrl, local: { collector, dataDir, logPath } };
+      say(`  collector pid ${collector.pid} ready: OTLP/HTTP http://${collector.endpoints.http} · OTLP/gRPC ${collector.endpoints.grpc} · admin ${collector.adminUrl}`);
+    } catch (err) {
+      console.error(red(`the collector did not start: ${(err as Error).message}`));
+      return 1;
+    }
   }
+  const { adminUrl, local, tracesUrl } = target;
   let stopping = false;
   const stop = async (): Promise<number | null> => {
     if (stopping) return null;
     stopping = true;
-    return collector.stop();
+    return local ? local.collector.stop() : 0;
   };
   /** Set while --keep waits for Ctrl-C: a signal then ends the wait, and the run finishes as usual. */
   let endKeep: (() => void) | undefined;
@@ -242,13 +285,12 @@ async function main(): Promise<number> {
   process.once('SIGINT', onSignal(130));
   process.once('SIGTERM', onSignal(143));
 
-  say(`  collector pid ${collector.pid} ready: OTLP/HTTP http://${collector.endpoints.http} · OTLP/gRPC ${collector.endpoints.grpc} · admin ${collector.adminUrl}`);
-  const watch = new FindingsWatch(collector.adminUrl);
+  const watch = new FindingsWatch(adminUrl);
   if (!(await watch.probe())) {
-    say(red(`  ${collector.adminUrl}/api/findings is not served: the config has no detect processor in its pipeline, so nothing will be found.`));
+    say(red(`  ${adminUrl}/api/findings is not served: the config has no detect processor in its pipeline, so nothing will be found.`));
     say(red('  Add `detect: { policy: ${env:AGENTSEC_POLICY:-} }` to processors and to the pipeline (after tracegraph, before enrich), or pass --config.'));
   }
-  say(dim(`  while it runs: curl ${collector.adminUrl}/api/findings`));
+  say(dim(`  while it runs: curl ${adminUrl}/api/findings`));
   say();
 
   // The agents: one TracerProvider per service, each with the official OTLP/protobuf exporter.
@@ -258,7 +300,7 @@ async function main(): Promise<number> {
     rng,
     processor: () =>
       new BatchSpanProcessor({
-        exporter: new OTLPTraceExporter({ url: `http://${collector.endpoints.http}/v1/traces`, timeoutMillis: 10_000 }),
+        exporter: new OTLPTraceExporter({ url: tracesUrl, timeoutMillis: 10_000 }),
         maxQueueSize: 100_000,
         maxExportBatchSize: 1_000,
         scheduledDelayMillis: 500,
@@ -340,31 +382,33 @@ async function main(): Promise<number> {
 
   const escalation = results.find((r) => r.attack.expect.includes('capability_escalation'));
   const sample = escalation && watch.on(escalation.traces)[0];
-  const findingsFile = join(dataDir, 'findings.jsonl');
   say();
-  say(bold('▶ where to look') + (opts.keep ? '' : dim('  (the admin API lives as long as the collector: `npm run demo -- --keep` keeps it running; the files stay)')));
-  say(`  findings        ${collector.adminUrl}/api/findings   ${dim('?kind= ?severity=high ?role=writer ?trace=')}`);
-  if (sample) say(`  one finding     ${collector.adminUrl}/api/findings/${sample.id}`);
-  if (sample) say(`  its trace graph ${collector.adminUrl}/api/traces/${sample.traceId}/graph`);
+  say(bold('▶ where to look') + (opts.keep || !local ? '' : dim('  (the admin API lives as long as the collector: `npm run demo -- --keep` keeps it running; the files stay)')));
+  say(`  findings        ${adminUrl}/api/findings   ${dim('?kind= ?severity=high ?role=writer ?trace=')}`);
+  if (sample) say(`  one finding     ${adminUrl}/api/findings/${sample.id}`);
+  if (sample) say(`  its trace graph ${adminUrl}/api/traces/${sample.traceId}/graph`);
   if (sample?.link) say(`  in Jaeger       ${sample.link}   ${dim('(when the spans go to a Jaeger there)')}`);
-  say(`  inventory       ${collector.adminUrl}/api/inventory   ${dim('(agents, models, tools, endpoints, credentials by fingerprint)')}`);
-  say(`  metrics         ${collector.adminUrl}/metrics   ${dim('(agentsec_findings_total{kind,severity})')}`);
-  say(`  findings file   ${existsSync(findingsFile) ? findingsFile : dim(`${findingsFile} (not written: the config has no file sink for findings)`)}`);
-  say(`  spans           ${join(dataDir, 'spans.jsonl')}   ${dim('(OTLP/JSON, enriched: agentsec.chain.path, agentsec.finding.kind, finding spans)')}`);
-  say(`  collector log   ${logPath}`);
+  say(`  inventory       ${adminUrl}/api/inventory   ${dim('(agents, models, tools, endpoints, credentials by fingerprint)')}`);
+  say(`  metrics         ${adminUrl}/metrics   ${dim('(agentsec_findings_total{kind,severity})')}`);
+  if (local) {
+    const findingsFile = join(local.dataDir, 'findings.jsonl');
+    say(`  findings file   ${existsSync(findingsFile) ? findingsFile : dim(`${findingsFile} (not written: the config has no file sink for findings)`)}`);
+    say(`  spans           ${join(local.dataDir, 'spans.jsonl')}   ${dim('(OTLP/JSON, enriched: agentsec.chain.path, agentsec.finding.kind, finding spans)')}`);
+    say(`  collector log   ${local.logPath}`);
+  }
   say(`  with Jaeger     service ${bold('agentsec')} (one finding span per finding), or tag ${bold('agentsec.finding.kind=<kind>')}, e.g. agentsec.finding.kind=${[...byKind.keys()][0] ?? 'capability_escalation'}`);
   say(dim('                  (to send the spans to a Jaeger: AGENTSEC_OTLP_ENDPOINT=http://localhost:4317 AGENTSEC_POLICY=config/policies/demo.yaml npm start)'));
 
-  if (opts.keep) {
+  if (opts.keep && local) {
     say();
-    say(bold(`collector still running (pid ${collector.pid}); Ctrl-C stops it`));
+    say(bold(`collector still running (pid ${local.collector.pid}); Ctrl-C stops it`));
     await new Promise<void>((done) => (endKeep = done));
   }
   say();
   const code = await stop();
-  say(dim(`collector stopped (exit ${code ?? 'killed'}) · ${((Date.now() - started) / 1000).toFixed(1)} s`));
+  if (local) say(dim(`collector stopped (exit ${code ?? 'killed'}) · ${((Date.now() - started) / 1000).toFixed(1)} s`));
   if (code !== 0) {
-    say(red(logTail(logPath)));
+    if (local) say(red(logTail(local.logPath)));
     return 1;
   }
   return missed.length === 0 && onNormal.length === 0 ? 0 : 1;

@@ -22,6 +22,11 @@ const Service = z.strictObject({
   telemetry: z
     .strictObject({
       logs: z.strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') }).prefault({}),
+      /**
+       * Accepted and ignored: the OpenTelemetry Operator writes `metrics: { address: … }` into
+       * every collector config it stores. Our metrics are served by the admin extension (/metrics).
+       */
+      metrics: z.unknown().optional(),
     })
     .prefault({}),
   /** Where the collector keeps state it owns (keys, stores). */

@@ -1,0 +1,217 @@
+// npm run bench:sidecar (also the last step of npm run bench): what the sidecar costs next to
+// the gateway, under the same offered load. Each config runs as a collector child process
+// (bench/collector-process.ts) forwarding over OTLP/gRPC to the bench's gRPC sink
+// (bench/sink.ts); the load is bench/detection-load.ts in paced mode: the demo's normal
+// multi-agent traffic (bench/detection-payload.ts, credentials on most spans, fresh ids every
+// pass) sent open loop at BENCH_SIDECAR_RATE spans/s, so every config gets the same requests
+// at the same rate. Over a measured window after a warm-up: the collector's CPU from /proc and
+// the spans the sink received; CPU ms per 1,000 spans = collector CPU ms ÷ (exported spans ÷ 1,000)
+// (equivalently, CPU cores per 1,000 spans/s × 1,000).
+//   sidecar   config/agentsec-sidecar.yaml: memory_limiter → normalize (credentials fingerprinted) → otlp,
+//             with the NODE_OPTIONS of config/k8s/agent-with-sidecar.yaml; again with npm start's flags;
+//             again without gzip (AGENTSEC_GATEWAY_COMPRESSION=none)
+//   gateway   config/agentsec-forward.yaml (the default full analysis when forwarding): memory_limiter →
+//             normalize → tracegraph → detect (every detector, no policy) → enrich → otlp + debug, npm start's flags
+//   BENCH_SIDECAR_RATE (4000)      offered spans/s
+//   BENCH_SIDECAR_SECONDS (10)     measured seconds per config, after BENCH_SIDECAR_WARMUP (3)
+//   BENCH_NODE_FLAGS               node flags for the npm-start rows (default: those of package.json's "start")
+//   BENCH_CPU_PROF                 a directory: profile each collector (--cpu-prof) and print its top functions
+//   BENCH_RESULTS_SIDECAR          where to write the JSON figures (default: a file in the OS temp dir)
+import { execFileSync, fork } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseAllDocuments } from 'yaml';
+import { logTail, startCollector } from './collector-process.ts';
+import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
+import { buildBenignTemplate, idOffsets } from './detection-payload.ts';
+import { collectorNodeFlags, envNumber } from './env.ts';
+import { writePoolFile } from './payload.ts';
+import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
+import { formatTable } from './report.ts';
+import { startGrpcSink, type GrpcSink } from './sink.ts';
+
+const RATE = envNumber('BENCH_SIDECAR_RATE', 4000);
+const SECONDS = envNumber('BENCH_SIDECAR_SECONDS', 10);
+const WARMUP_SECONDS = envNumber('BENCH_SIDECAR_WARMUP', 3);
+/** Normal tasks in the template the load sends round and round (~205 spans each). */
+const TEMPLATE_TASKS = 100;
+/** Outstanding requests the paced load allows before it skips a due one (counted). */
+const MAX_OUTSTANDING = 32;
+const HMAC_KEY = 'bench-sidecar-hmac-key-0123456789abcdef';
+const NOISY_OTHER_CPU_PERCENT = 10;
+const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url));
+const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
+const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
+
+/** NODE_OPTIONS of the sidecar container in the Kubernetes manifest: the sidecar as deployed. */
+function sidecarNodeOptions(): string {
+  for (const doc of parseAllDocuments(readFileSync(join(REPO_DIR, 'config/k8s/agent-with-sidecar.yaml'), 'utf8'))) {
+    const m = doc.toJS() as { spec?: { template?: { spec?: { initContainers?: { name: string; env?: { name: string; value?: string }[] }[] } } } } | null;
+    const env = m?.spec?.template?.spec?.initContainers?.find((c) => c.name === 'agentsec')?.env;
+    const v = env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
+    if (v) return v;
+  }
+  throw new Error('config/k8s/agent-with-sidecar.yaml: no NODE_OPTIONS on the agentsec sidecar');
+}
+
+interface Mode {
+  name: string;
+  config: string;
+  env(sink: GrpcSink): Record<string, string>;
+  nodeFlags: string[];
+  /** How the node flags are given, for the table. */
+  flags: string;
+}
+
+interface Result {
+  mode: string;
+  config: string;
+  flags: string;
+  offeredSpansPerSecond: number;
+  exportedSpansPerSecond: number;
+  collectorCpuPercent: number;
+  cpuMsPer1kSpans: number;
+  peakRssMiB: number;
+  refusals: number;
+  skippedRequests: number;
+  errors: number;
+  loadCpuPercent: number;
+  otherCpuPercent: number;
+  collectorExitCode: number | null;
+}
+
+async function measure(mode: Mode, sink: GrpcSink, files: { pool: string; offsets: string }, tmp: string): Promise<Result> {
+  const id = mode.name.replace(/\W+/g, '-');
+  const profileDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
+  const collector = await startCollector({
+    config: mode.config,
+    env: { ...mode.env(sink), AGENTSEC_DATA_DIR: join(tmp, `data-${id}`), AGENTSEC_LOG_LEVEL: 'warn' },
+    logPath: join(tmp, `collector-${id}.log`),
+    nodeFlags: [...mode.nodeFlags, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=collector-sidecar-bench-${id}.cpuprofile`] : [])],
+  });
+  const child = fork(
+    LOAD_SCRIPT,
+    ['--mode', 'paced', '--target', collector.endpoints.http, '--pool', files.pool, '--offsets', files.offsets, '--rate', String(RATE), '--seconds', String(WARMUP_SECONDS + SECONDS + 60), '--concurrency', String(MAX_OUTSTANDING)],
+    { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
+  );
+  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
+  const result = new Promise<PacedResult>((done, fail) => {
+    child.on('message', (m: DetectionLoadMessage) => m.type === 'paced-result' && done(m.result));
+    void exited.then((code) => fail(new Error(`the paced load exited (code ${code}) without a result`)));
+  });
+  result.catch(() => undefined);
+  try {
+    await new Promise<void>((done, fail) => {
+      child.on('message', (m: DetectionLoadMessage) => m.type === 'started' && done());
+      void exited.then((code) => fail(new Error(`the paced load exited (code ${code}) before it started`)));
+    });
+    await sleep(WARMUP_SECONDS * 1000);
+    const meters = { collector: new CpuMeter(() => cpuSeconds(collector.pid)), load: new CpuMeter(() => cpuSeconds(child.pid!)), bench: new CpuMeter(() => cpuSeconds(process.pid)), machine: new CpuMeter(machineBusySeconds) };
+    for (const m of Object.values(meters)) m.start();
+    const spans0 = sink.spans();
+    const t0 = performance.now();
+    await sleep(SECONDS * 1000);
+    const cpu = Object.fromEntries(Object.entries(meters).map(([k, m]) => [k, m.percentSinceStart()])) as Record<keyof typeof meters, number>;
+    const window = (performance.now() - t0) / 1000;
+    const exported = sink.spans() - spans0;
+    child.send({ type: 'stop' });
+    const paced = await result;
+    await exited;
+    const crashed = collector.exited();
+    const peakRssMiB = crashed ? Number.NaN : peakRssBytes(collector.pid) / 1024 / 1024;
+    const exitCode = await collector.stop();
+    if (crashed || exitCode !== 0) console.warn(`warning: the ${mode.name} collector ${crashed ? 'exited during the run' : `exited with ${exitCode}`}; its log:\n${logTail(collector.logPath)}`);
+    if (profileDir) {
+      const profile = join(profileDir, `collector-sidecar-bench-${id}.cpuprofile`);
+      console.log(`\nCPU profile of the ${mode.name} collector (${profile}):\n${execFileSync(process.execPath, [PROFILE_TOP_SCRIPT, profile, '15'], { cwd: REPO_DIR, encoding: 'utf8' }).trimEnd()}`);
+    }
+    const cpuMs = (cpu.collector / 100) * window * 1000;
+    return {
+      mode: mode.name,
+      config: mode.config,
+      flags: mode.flags,
+      offeredSpansPerSecond: RATE,
+      exportedSpansPerSecond: exported / window,
+      collectorCpuPercent: cpu.collector,
+      cpuMsPer1kSpans: cpuMs / (exported / 1000),
+      peakRssMiB,
+      refusals: paced.refusals,
+      skippedRequests: paced.skippedRequests,
+      errors: paced.errors,
+      loadCpuPercent: cpu.load,
+      otherCpuPercent: Math.max(0, cpu.machine - cpu.collector - cpu.load - cpu.bench),
+      collectorExitCode: exitCode,
+    };
+  } catch (err) {
+    child.kill('SIGKILL');
+    await collector.stop();
+    throw err;
+  }
+}
+
+async function main(): Promise<void> {
+  const tmp = mkdtempSync(join(tmpdir(), 'agentsec-bench-sidecar-'));
+  const sink = await startGrpcSink();
+  try {
+    const npmStart = collectorNodeFlags();
+    const sidecarOptions = sidecarNodeOptions();
+    const sidecarEnv = (s: GrpcSink) => ({ AGENTSEC_GATEWAY_ENDPOINT: `http://${s.address}`, AGENTSEC_HMAC_KEY: HMAC_KEY });
+    const modes: Mode[] = [
+      { name: 'sidecar', config: 'config/agentsec-sidecar.yaml', env: (s) => ({ ...sidecarEnv(s), NODE_OPTIONS: sidecarOptions }), nodeFlags: [], flags: `NODE_OPTIONS=${sidecarOptions} (as deployed)` },
+      { name: 'sidecar, npm start flags', config: 'config/agentsec-sidecar.yaml', env: sidecarEnv, nodeFlags: npmStart, flags: npmStart.join(' ') || 'none' },
+      {
+        name: 'sidecar, compression none',
+        config: 'config/agentsec-sidecar.yaml',
+        env: (s) => ({ ...sidecarEnv(s), NODE_OPTIONS: sidecarOptions, AGENTSEC_GATEWAY_COMPRESSION: 'none' }),
+        nodeFlags: [],
+        flags: `NODE_OPTIONS=${sidecarOptions}`,
+      },
+      { name: 'gateway', config: 'config/agentsec-forward.yaml', env: (s) => ({ AGENTSEC_OTLP_ENDPOINT: `http://${s.address}` }), nodeFlags: npmStart, flags: npmStart.join(' ') || 'none' },
+    ];
+    process.stderr.write(`sidecar: building ${TEMPLATE_TASKS} demo tasks …\n`);
+    const template = buildBenignTemplate(TEMPLATE_TASKS);
+    const files = { pool: join(tmp, 'benign.bin'), offsets: join(tmp, 'benign-ids.json') };
+    writePoolFile(files.pool, template.requests.map((r) => r.bytes));
+    writeFileSync(files.offsets, JSON.stringify(idOffsets(template.requests)));
+    console.log(
+      `\nsidecar vs gateway: node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load average ${loadavg()[0]!.toFixed(2)}; ` +
+        `the demo's normal traffic (${Math.round(template.bytesPerSpan)} B/span, ${Math.round(template.withCredentialPercent)}% of spans with a credential) offered at ${RATE.toLocaleString('en-US')} spans/s, ` +
+        `${SECONDS} s measured after ${WARMUP_SECONDS} s; both forward OTLP/gRPC (gzip) to a sink`,
+    );
+    const results: Result[] = [];
+    for (const mode of modes) {
+      process.stderr.write(`sidecar: ${mode.name} …\n`);
+      results.push(await measure(mode, sink, files, tmp));
+    }
+    const fixed = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
+    console.log(
+      formatTable(
+        ['mode', 'node flags', 'exported spans/s', 'collector CPU %', 'CPU ms per 1k spans', 'cores per 1k spans/s', 'peak RSS MiB', 'refused', 'skipped', 'other CPU %'],
+        results.map((r) => [r.mode, r.flags, fixed(r.exportedSpansPerSecond), fixed(r.collectorCpuPercent, 1), fixed(r.cpuMsPer1kSpans, 1), fixed(r.cpuMsPer1kSpans / 1000, 4), fixed(r.peakRssMiB), String(r.refusals), String(r.skippedRequests), fixed(r.otherCpuPercent)]),
+      ),
+    );
+    const sidecar = results[0]!;
+    const gateway = results.at(-1)!;
+    console.log(`the gateway costs ${(gateway.cpuMsPer1kSpans / sidecar.cpuMsPer1kSpans).toFixed(1)}× the sidecar's CPU per span (sidecar as deployed); CPU from /proc over the window, all the collector's threads`);
+    const noisy = Math.max(...results.map((r) => r.otherCpuPercent));
+    if (noisy > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${noisy.toFixed(0)}% of a core during a window; those figures are disturbed`);
+    if (results.some((r) => r.exportedSpansPerSecond < RATE * 0.9)) console.log('note: a config exported less than 90% of the offered rate: it could not keep up, and its figure is not at the offered load');
+    const path = resolve(process.env.BENCH_RESULTS_SIDECAR ?? join(tmpdir(), `agentsec-bench-sidecar-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
+    writeFileSync(path, JSON.stringify({ date: new Date().toISOString(), settings: { rate: RATE, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, templateTasks: TEMPLATE_TASKS, node: process.version, cores: cpus().length }, results }, null, 2) + '\n');
+    console.log(`\nsidecar figures as JSON: ${path}`);
+  } finally {
+    await sink.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(`sidecar bench failed: ${err instanceof Error ? err.stack : String(err)}`);
+    process.exit(1);
+  },
+);
