@@ -134,6 +134,31 @@ describe.skipIf(noRedis !== undefined)(`redis store${noRedis ? ` (skipped: ${noR
     await Promise.all(engines.map((e) => e.close()));
   });
 
+  it('replicas judge the same merged windows, and one of them reports a volume finding', async () => {
+    const prefix = redis.prefix();
+    const reported: string[] = [];
+    const volCfg = BaselinesConfig.parse({ learning: { period: '10m', min_observations: 20 }, volume: { min_calls: 10 } });
+    const make = (name: string) => new Baselines(volCfg, { store: new RedisStore({ ...volCfg.redis, url: redis.url, key_prefix: prefix }), onVolume: (a) => reported.push(`${name}:${a.role}:${a.feature}`) });
+    const [a, b] = [make('a'), make('b')];
+    await Promise.all([a.start(), b.start()]);
+    // A day of 5-minute windows with ~12 calls per minute, split by trace between the replicas;
+    // then five windows at 5x. Each replica alone sees half: only the merged windows are judged.
+    let n = 0;
+    for (let w = 0; w < 300; w++) {
+      const calls = w >= 290 && w < 295 ? 300 : 60;
+      for (let i = 0; i < calls; i++) {
+        const t = T0 + w * 5 * MIN + Math.floor((i * 5 * MIN) / calls);
+        const e = n++ % 2 === 0 ? a : b;
+        e.observeCall('triage', t, { tool: 'classify', counts: true, error: false, tokens: 0 }, { traceId: `t${n}`, spanId: `s${n}`, conversation: `c${n % 9}` }, []);
+      }
+      await Promise.all([a.sync(), b.sync()]);
+      await Promise.all([a.sync(), b.sync()]);
+    }
+    expect(reported).toHaveLength(1);
+    expect(reported[0]).toMatch(/^[ab]:triage:calls_per_minute$/);
+    await Promise.all([a.close(), b.close()]);
+  });
+
   it('an unreachable Redis fails start with the address (no password) and why', async () => {
     const store = new RedisStore({ url: 'redis://user:s3cret@127.0.0.1:1', key_prefix: 'x:', connect_timeout: 500 });
     const e = new Baselines(cfg, { store });
