@@ -134,24 +134,50 @@ export function underModelCall(s: SpanNode): boolean {
 const SHINGLE = 5;
 const MAX_SHINGLES = 4096;
 const MAX_TEXT = 16 * 1024;
-const WORD = /[a-z0-9@._/-]{2,}/g;
+const MAX_WORDS = MAX_SHINGLES + SHINGLE - 1;
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
 
 export type Shingles = Uint32Array;
 
+/** Word hashes of the text being shingled (reused: shingling is synchronous). */
+const wordScratch = new Uint32Array(MAX_WORDS);
+
+/**
+ * Words are maximal runs of [a-z0-9@._/-] (case-folded ASCII) of two characters or more, each
+ * hashed (FNV-1a) as it is scanned: no lower-cased copy, no match objects, no substrings.
+ */
 export function shingles(text: string | undefined): Shingles | undefined {
   if (!text) return undefined;
-  const lower = (text.length > MAX_TEXT ? text.slice(0, MAX_TEXT) : text).toLowerCase();
-  const words: number[] = [];
-  WORD.lastIndex = 0;
-  for (let m = WORD.exec(lower); m !== null; m = WORD.exec(lower)) words.push(fnv(m[0]));
-  if (words.length === 0) return undefined;
-  const n = Math.min(SHINGLE, words.length);
-  const count = Math.min(MAX_SHINGLES, words.length - n + 1);
+  const len = text.length > MAX_TEXT ? MAX_TEXT : text.length;
+  const words = wordScratch;
+  let nw = 0;
+  let h = FNV_OFFSET;
+  let wl = 0;
+  for (let i = 0; i <= len; i++) {
+    let c = i < len ? text.charCodeAt(i) : 0;
+    if (c >= 65 && c <= 90) c += 32;
+    if ((c >= 97 && c <= 122) || (c >= 45 && c <= 57) || c === 64 || c === 95) {
+      // a-z; 45–57 are '-', '.', '/' and the digits; '@'; '_'
+      h = Math.imul(h ^ c, FNV_PRIME);
+      wl++;
+    } else {
+      if (wl >= 2) {
+        words[nw++] = h >>> 0;
+        if (nw === MAX_WORDS) break;
+      }
+      h = FNV_OFFSET;
+      wl = 0;
+    }
+  }
+  if (nw === 0) return undefined;
+  const n = Math.min(SHINGLE, nw);
+  const count = Math.min(MAX_SHINGLES, nw - n + 1);
   const out = new Uint32Array(count);
   for (let i = 0; i < count; i++) {
-    let h = 0x811c9dc5;
-    for (let j = 0; j < n; j++) h = Math.imul(h ^ words[i + j]!, 0x01000193);
-    out[i] = h >>> 0;
+    let x = FNV_OFFSET;
+    for (let j = 0; j < n; j++) x = Math.imul(x ^ words[i + j]!, FNV_PRIME);
+    out[i] = x >>> 0;
   }
   out.sort();
   // Deduplicate in place.
@@ -172,11 +198,6 @@ export function overlap(a: Shingles | undefined, b: Shingles | undefined): numbe
   return n / Math.min(a.length, b.length);
 }
 
-function fnv(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
 
 // ---------------------------------------------------------------- per-trace state
 

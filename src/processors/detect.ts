@@ -80,7 +80,6 @@ export class Detect implements Processor {
   readonly #cfg: DetectConfig;
   readonly #detectors: Detector[];
   readonly #memos = new WeakMap<TraceGraph, TraceMemo>();
-  readonly #seen = new WeakSet<SpanNode>();
   readonly #findings = new Map<string, Finding>();
   readonly #sinks: FindingSink[];
   readonly #counter;
@@ -274,11 +273,14 @@ export class Detect implements Processor {
     const views = spanViews.get(batch);
     const nodes = spanNodes.get(batch);
     if (!views || !nodes) return Promise.reject(new Error(`${this.#set.id}: tracegraph must come before detect in the pipeline`));
+    // The last reader of the views: let them go now rather than with the batch after enrich's
+    // hold (young garbage instead of objects that survive into the old generation).
+    spanViews.delete(batch);
     const byTrace = new Map<TraceGraph, AddedSpan[]>();
     for (let i = 0; i < nodes.length; i++) {
       const span = nodes[i];
-      if (!span || this.#seen.has(span)) continue; // a resent span is judged once
-      this.#seen.add(span);
+      if (!span || span.judged) continue; // a resent span is judged once
+      span.judged = true;
       const view = views[i]!;
       const labels = this.#policy.labels(span); // a SpanNode has every field a rule matches
       let memo = this.#memos.get(span.trace);

@@ -51,6 +51,8 @@ export class SpanNode {
   readonly end: number;
   /** Findings this span shows (set by detect, written onto the span by enrich). */
   findings: Finding[] | undefined = undefined;
+  /** Detect has judged it (a span sent again is judged once). */
+  judged = false;
   /** Resolved: own agent, else inherited, else the service name. */
   agent = '';
   /** False when `agent` is only the service-name fallback. */
