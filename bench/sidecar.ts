@@ -12,6 +12,9 @@
 //             again without gzip (AGENTSEC_GATEWAY_COMPRESSION=none)
 //   gateway   config/agentsec-forward.yaml (the default full analysis when forwarding): memory_limiter →
 //             normalize → tracegraph → detect (every detector, no policy) → enrich → otlp + debug, npm start's flags
+//   gateway behind sidecars   the same with normalize { trust_forwarded_claims: true } and the key,
+//             offered what the sidecars forward of the same traffic (each request through normalize
+//             mode: redact, in the bench, and encoded again): fingerprints and agentsec.credential.* claims
 //   BENCH_SIDECAR_RATE (4000)      offered spans/s
 //   BENCH_SIDECAR_SECONDS (10)     measured seconds per config, after BENCH_SIDECAR_WARMUP (3)
 //   BENCH_NODE_FLAGS               node flags for the npm-start rows (default: those of package.json's "start")
@@ -26,7 +29,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAllDocuments } from 'yaml';
 import { logTail, startCollector } from './collector-process.ts';
 import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
-import { buildBenignTemplate, idOffsets } from './detection-payload.ts';
+import { buildBenignTemplate, encodeRequest, idOffsets } from './detection-payload.ts';
+import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES } from '../src/agent/credentials.ts';
+import { StringPool } from '../src/agent/values.ts';
+import { redactSpan } from '../src/agent/view.ts';
+import { decodeTraceProtobuf } from '../src/otlp/decode.ts';
+import type { Span } from '../src/otlp/types.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
@@ -60,6 +68,8 @@ function sidecarNodeOptions(): string {
 interface Mode {
   name: string;
   config: string;
+  /** What it is offered: the agents' traffic (default), or what sidecars forward of it. */
+  offered?: 'forwarded';
   env(sink: GrpcSink): Record<string, string>;
   nodeFlags: string[];
   /** How the node flags are given, for the table. */
@@ -83,7 +93,27 @@ interface Result {
   collectorExitCode: number | null;
 }
 
-async function measure(mode: Mode, sink: GrpcSink, files: { pool: string; offsets: string }, tmp: string): Promise<Result> {
+type PoolFiles = { pool: string; offsets: string };
+
+/** What the sidecars forward of the template's requests: each through normalize's credential pass (mode: redact), encoded again. */
+function forwardedRequests(requests: readonly { bytes: Buffer }[]): { bytes: Buffer; spans: Span[] }[] {
+  const opts = { pool: new StringPool(), credentialAttributes: new Set(DEFAULT_CREDENTIAL_ATTRIBUTES), credentials: new CredentialReader(Buffer.from(HMAC_KEY, 'utf8')) };
+  return requests.map((r) => {
+    const { resourceSpans } = decodeTraceProtobuf(r.bytes).batch;
+    const spans = resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
+    for (const span of spans) redactSpan(span, opts);
+    return { bytes: encodeRequest(resourceSpans), spans };
+  });
+}
+
+function writePool(requests: readonly { bytes: Buffer; spans: Span[] }[], tmp: string, name: string): PoolFiles {
+  const files = { pool: join(tmp, `${name}.bin`), offsets: join(tmp, `${name}-ids.json`) };
+  writePoolFile(files.pool, requests.map((r) => r.bytes));
+  writeFileSync(files.offsets, JSON.stringify(idOffsets(requests)));
+  return files;
+}
+
+async function measure(mode: Mode, sink: GrpcSink, files: PoolFiles, tmp: string): Promise<Result> {
   const id = mode.name.replace(/\W+/g, '-');
   const profileDir = process.env.BENCH_CPU_PROF ? resolve(process.env.BENCH_CPU_PROF) : undefined;
   const collector = await startCollector({
@@ -152,6 +182,15 @@ async function measure(mode: Mode, sink: GrpcSink, files: { pool: string; offset
   }
 }
 
+/** config/agentsec-forward.yaml as a gateway behind sidecars configures normalize: their key, their claims trusted. */
+function trustingGateway(tmp: string): string {
+  const text = readFileSync(join(REPO_DIR, 'config/agentsec-forward.yaml'), 'utf8');
+  if (!text.includes('\n  normalize: {}\n')) throw new Error('config/agentsec-forward.yaml: no `normalize: {}` to configure');
+  const path = join(tmp, 'agentsec-gateway-trusting.yaml');
+  writeFileSync(path, text.replace('\n  normalize: {}\n', `\n  normalize: { hmac_key: "${HMAC_KEY}", trust_forwarded_claims: true }\n`));
+  return path;
+}
+
 async function main(): Promise<void> {
   const tmp = mkdtempSync(join(tmpdir(), 'agentsec-bench-sidecar-'));
   const sink = await startGrpcSink();
@@ -170,12 +209,12 @@ async function main(): Promise<void> {
         flags: `NODE_OPTIONS=${sidecarOptions}`,
       },
       { name: 'gateway', config: 'config/agentsec-forward.yaml', env: (s) => ({ AGENTSEC_OTLP_ENDPOINT: `http://${s.address}` }), nodeFlags: npmStart, flags: npmStart.join(' ') || 'none' },
+      { name: 'gateway behind sidecars', config: trustingGateway(tmp), offered: 'forwarded', env: (s) => ({ AGENTSEC_OTLP_ENDPOINT: `http://${s.address}` }), nodeFlags: npmStart, flags: npmStart.join(' ') || 'none' },
     ];
     process.stderr.write(`sidecar: building ${TEMPLATE_TASKS} demo tasks …\n`);
     const template = buildBenignTemplate(TEMPLATE_TASKS);
-    const files = { pool: join(tmp, 'benign.bin'), offsets: join(tmp, 'benign-ids.json') };
-    writePoolFile(files.pool, template.requests.map((r) => r.bytes));
-    writeFileSync(files.offsets, JSON.stringify(idOffsets(template.requests)));
+    const files = writePool(template.requests, tmp, 'benign');
+    const forwarded = writePool(forwardedRequests(template.requests), tmp, 'forwarded');
     console.log(
       `\nsidecar vs gateway: node ${process.version}, ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown'}), load average ${loadavg()[0]!.toFixed(2)}; ` +
         `the demo's normal traffic (${Math.round(template.bytesPerSpan)} B/span, ${Math.round(template.withCredentialPercent)}% of spans with a credential) offered at ${RATE.toLocaleString('en-US')} spans/s, ` +
@@ -184,7 +223,7 @@ async function main(): Promise<void> {
     const results: Result[] = [];
     for (const mode of modes) {
       process.stderr.write(`sidecar: ${mode.name} …\n`);
-      results.push(await measure(mode, sink, files, tmp));
+      results.push(await measure(mode, sink, mode.offered === 'forwarded' ? forwarded : files, tmp));
     }
     const fixed = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
     console.log(
@@ -194,7 +233,7 @@ async function main(): Promise<void> {
       ),
     );
     const sidecar = results[0]!;
-    const gateway = results.at(-1)!;
+    const gateway = results.find((r) => r.mode === 'gateway')!;
     console.log(`the gateway costs ${(gateway.cpuMsPer1kSpans / sidecar.cpuMsPer1kSpans).toFixed(1)}× the sidecar's CPU per span (sidecar as deployed); CPU from /proc over the window, all the collector's threads`);
     const noisy = Math.max(...results.map((r) => r.otherCpuPercent));
     if (noisy > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${noisy.toFixed(0)}% of a core during a window; those figures are disturbed`);

@@ -5,6 +5,8 @@
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { AnyValue, KeyValue } from '../otlp/types.ts';
+import { numberOf } from './values.ts';
 
 export const DEFAULT_CREDENTIAL_ATTRIBUTES = ['http.request.header.authorization', 'ai.request.headers.authorization', 'agentsec.credential'];
 
@@ -118,4 +120,128 @@ export function jwtClaims(token: string): JwtClaims | undefined {
 
 function isRecord(v: unknown): v is Record<string, unknown> & { act?: unknown } {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+// ---------------------------------------------------------------- what travels with a fingerprint
+
+/**
+ * Span attributes in which normalize writes what it read of a credential it replaced: the
+ * fingerprint it is about, where it was, its scheme and the JWT claims the detectors use.
+ * Never the token, nor any part of it (header, payload or signature): only decoded claim values.
+ * A gateway behind sidecars rebuilds the credential from them (`trust_forwarded_claims`).
+ */
+export const CREDENTIAL_ATTR = {
+  fingerprint: 'agentsec.credential.fingerprint',
+  attribute: 'agentsec.credential.attribute',
+  scheme: 'agentsec.credential.scheme',
+  sub: 'agentsec.credential.sub',
+  clientId: 'agentsec.credential.client_id',
+  iss: 'agentsec.credential.iss',
+  aud: 'agentsec.credential.aud',
+  scope: 'agentsec.credential.scope',
+  exp: 'agentsec.credential.exp',
+  act: 'agentsec.credential.act',
+  cnf: 'agentsec.credential.cnf',
+} as const;
+
+/** Every key of CREDENTIAL_ATTR: normalize owns them (untrusted ones are removed). */
+export const CREDENTIAL_ATTR_KEYS: ReadonlySet<string> = new Set(Object.values(CREDENTIAL_ATTR));
+
+/** What normalize writes in place of a credential. */
+export const FINGERPRINT_RE = /^fp_[0-9a-f]{24}$/;
+
+/** Claim values are names, not text: longer ones are cut, longer lists shortened. */
+const MAX_CLAIM_CHARS = 256;
+const MAX_CLAIM_ITEMS = 32;
+
+const cut = (s: string) => (s.length > MAX_CLAIM_CHARS ? s.slice(0, MAX_CLAIM_CHARS) : s);
+const str = (s: string): AnyValue => ({ stringValue: cut(s) });
+const list = (a: readonly string[]): AnyValue => ({ arrayValue: { values: a.slice(0, MAX_CLAIM_ITEMS).map(str) } });
+
+/** The attributes describing a credential (found in `attribute`): fingerprint, scheme and claims. */
+export function credentialAttributes(c: Credential, attribute: string): KeyValue[] {
+  const out: KeyValue[] = [
+    { key: CREDENTIAL_ATTR.fingerprint, value: { stringValue: c.fingerprint } },
+    { key: CREDENTIAL_ATTR.attribute, value: { stringValue: attribute } },
+    { key: CREDENTIAL_ATTR.scheme, value: { stringValue: c.scheme } },
+  ];
+  const claims = c.claims;
+  if (!claims) return out;
+  if (claims.sub !== undefined) out.push({ key: CREDENTIAL_ATTR.sub, value: str(claims.sub) });
+  if (claims.clientId !== undefined) out.push({ key: CREDENTIAL_ATTR.clientId, value: str(claims.clientId) });
+  if (claims.iss !== undefined) out.push({ key: CREDENTIAL_ATTR.iss, value: str(claims.iss) });
+  if (claims.aud !== undefined) out.push({ key: CREDENTIAL_ATTR.aud, value: list(claims.aud) });
+  if (claims.scope !== undefined) out.push({ key: CREDENTIAL_ATTR.scope, value: list(claims.scope) });
+  if (claims.exp !== undefined && Number.isFinite(claims.exp)) out.push({ key: CREDENTIAL_ATTR.exp, value: Number.isSafeInteger(claims.exp) ? { intValue: claims.exp } : { doubleValue: claims.exp } });
+  if (claims.actors !== undefined) out.push({ key: CREDENTIAL_ATTR.act, value: list(claims.actors) });
+  if (claims.cnf !== undefined) {
+    const methods = Object.entries(claims.cnf).slice(0, MAX_CLAIM_ITEMS);
+    out.push({ key: CREDENTIAL_ATTR.cnf, value: { kvlistValue: { values: methods.map(([k, v]) => ({ key: cut(k), value: str(v) })) } } });
+  }
+  return out;
+}
+
+/**
+ * The credential that forwarded attributes (written by another agentsec's normalize) describe:
+ * only when they name a fingerprint that the attribute they name actually holds on the span,
+ * else undefined (unbound claims say nothing about this span's credential).
+ */
+export function forwardedCredential(attrs: readonly KeyValue[]): (Credential & { attribute: string }) | undefined {
+  let fingerprint: string | undefined, attribute: string | undefined, scheme: string | undefined;
+  const claims: JwtClaims = {};
+  let claimed = false;
+  for (const kv of attrs) {
+    if (!CREDENTIAL_ATTR_KEYS.has(kv.key)) continue;
+    const v = kv.value;
+    const s = stringValue(v);
+    switch (kv.key) {
+      case CREDENTIAL_ATTR.fingerprint: fingerprint = s; continue;
+      case CREDENTIAL_ATTR.attribute: attribute = s; continue;
+      case CREDENTIAL_ATTR.scheme: scheme = s; continue;
+      case CREDENTIAL_ATTR.sub: if (s === undefined) continue; claims.sub = s; break;
+      case CREDENTIAL_ATTR.clientId: if (s === undefined) continue; claims.clientId = s; break;
+      case CREDENTIAL_ATTR.iss: if (s === undefined) continue; claims.iss = s; break;
+      case CREDENTIAL_ATTR.aud: claims.aud = stringList(v); break;
+      case CREDENTIAL_ATTR.scope: claims.scope = stringList(v); break;
+      case CREDENTIAL_ATTR.act: claims.actors = stringList(v); break;
+      case CREDENTIAL_ATTR.exp: {
+        const n = s === undefined ? numberOf(v) : undefined;
+        if (n === undefined || !Number.isFinite(n)) continue;
+        claims.exp = n;
+        break;
+      }
+      case CREDENTIAL_ATTR.cnf: {
+        const cnf: Record<string, string> = {};
+        for (const e of v?.kvlistValue?.values ?? []) {
+          const t = stringValue(e.value);
+          if (t !== undefined) cnf[e.key] = t;
+        }
+        claims.cnf = cnf;
+        break;
+      }
+    }
+    claimed = true;
+  }
+  if (!fingerprint || !FINGERPRINT_RE.test(fingerprint) || !attribute || CREDENTIAL_ATTR_KEYS.has(attribute)) return undefined;
+  const held = attrs.find((kv) => kv.key === attribute)?.value;
+  const holds = held?.stringValue === fingerprint || (held?.arrayValue?.values ?? []).some((x) => x.stringValue === fingerprint);
+  if (!holds) return undefined;
+  const jwt = claimed || scheme === 'jwt';
+  return { fingerprint, claims: jwt ? claims : undefined, scheme: jwt ? 'jwt' : (scheme ?? 'opaque'), attribute };
+}
+
+function stringValue(v: AnyValue | null | undefined): string | undefined {
+  const s = v?.stringValue;
+  return s ? s : undefined;
+}
+
+function stringList(v: AnyValue | null | undefined): string[] {
+  const s = stringValue(v);
+  if (s !== undefined) return [s];
+  const out: string[] = [];
+  for (const x of v?.arrayValue?.values ?? []) {
+    const t = stringValue(x);
+    if (t !== undefined) out.push(t);
+  }
+  return out;
 }

@@ -4,7 +4,7 @@
 import type { KeyValue, Resource, Span } from '../otlp/types.ts';
 import { SpanKind, StatusCode } from '../otlp/types.ts';
 import { numberOf, stringOf, StringPool, textOf } from './values.ts';
-import type { Credential, CredentialReader } from './credentials.ts';
+import { CREDENTIAL_ATTR_KEYS, credentialAttributes, FINGERPRINT_RE, forwardedCredential, type Credential, type CredentialReader } from './credentials.ts';
 
 /** Where an agent's code runs: from resource attributes, shared by every span of a resource. */
 export interface Workload {
@@ -85,7 +85,17 @@ export interface NormalizeOptions {
   /** Attribute keys that carry credentials; their values are replaced by the fingerprint in place. */
   credentialAttributes: ReadonlySet<string>;
   credentials: CredentialReader;
+  /**
+   * Trust what another agentsec's normalize (a sidecar) did: credential values already in
+   * fingerprint form are kept as they are, and the agentsec.credential.* attributes bound to
+   * them give their scheme and claims. Off: every value is a raw credential (fingerprinted,
+   * fingerprint-shaped ones too) and agentsec.credential.* attributes that arrive are removed.
+   */
+  trustForwarded?: boolean;
 }
+
+/** The scheme of a credential value that arrived as a fingerprint, when nothing trusted says more. */
+export const FORWARDED_SCHEME = 'fingerprint';
 
 const AI_SDK_OPERATIONS: Record<string, Operation> = {
   'ai.generateText': 'invoke_agent', 'ai.streamText': 'invoke_agent', 'ai.generateObject': 'invoke_agent', 'ai.streamObject': 'invoke_agent',
@@ -125,6 +135,7 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   let genAiModel = '', aiModel = '', llmModel = '', dbSystem = '', dbOperation = '', dbCollection = '';
   let sessionId = '', tlSession = '';
   let inputTokens = 0, outputTokens = 0;
+  let forwarded = false;
 
   if (attrs) {
     for (let i = 0; i < attrs.length; i++) {
@@ -184,8 +195,10 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
         case 'gen_ai.usage.output_tokens': case 'gen_ai.usage.completion_tokens': case 'ai.usage.completionTokens': case 'ai.usage.outputTokens': case 'llm.token_count.completion':
           outputTokens = numberOf(val) ?? outputTokens; break;
       }
-      if (opts.credentialAttributes.has(kv.key)) readCredential(kv, v, opts);
+      if (opts.credentialAttributes.has(kv.key)) v.credential ??= readCredential(kv, opts);
+      else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
     }
+    if (v.credential || forwarded) v.credential = settleCredential(span, v.credential, forwarded, opts);
   }
 
   // operation
@@ -245,15 +258,61 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   return v;
 }
 
-function readCredential(kv: KeyValue, v: SpanView, opts: NormalizeOptions): void {
+/**
+ * The credential pass alone (normalize's `mode: redact`, a sidecar's): every credential replaced
+ * by its fingerprint in place and described by the agentsec.credential.* attributes, and no view.
+ * Returns the span's credential (the first found), as normalizeSpan's view holds it.
+ */
+export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | undefined {
+  const attrs = span.attributes;
+  if (!attrs) return undefined;
+  let first: CredentialUse | undefined;
+  let forwarded = false;
+  for (let i = 0; i < attrs.length; i++) {
+    const kv = attrs[i]!;
+    if (opts.credentialAttributes.has(kv.key)) first ??= readCredential(kv, opts);
+    else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
+  }
+  return first || forwarded ? settleCredential(span, first, forwarded, opts) : undefined;
+}
+
+/** Replaces the credentials of one attribute by their fingerprints in place; returns the first. */
+function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | undefined {
   const value = kv.value;
-  if (!value) return;
+  if (!value) return undefined;
   const raw = value.stringValue ? [value.stringValue] : (value.arrayValue?.values ?? []).map((x) => stringOf(x)).filter((s): s is string => s !== undefined);
-  if (raw.length === 0) return;
-  const creds = raw.map((r) => opts.credentials.read(r));
-  v.credential ??= { ...creds[0]!, attribute: kv.key };
+  if (raw.length === 0) return undefined;
+  let replaced = false;
+  const creds = raw.map((r): Credential => {
+    // From a trusted sidecar: fingerprinted there, with the same key. Not fingerprinted again.
+    if (opts.trustForwarded && r.length === 27 && FINGERPRINT_RE.test(r)) return { fingerprint: r, claims: undefined, scheme: FORWARDED_SCHEME };
+    replaced = true;
+    return opts.credentials.read(r);
+  });
   // Replace in place: the secret never travels further than this function.
-  kv.value = creds.length === 1 && value.stringValue ? { stringValue: creds[0]!.fingerprint } : { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } };
+  if (replaced) kv.value = creds.length === 1 && value.stringValue ? { stringValue: creds[0]!.fingerprint } : { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } };
+  return { ...creds[0]!, attribute: kv.key };
+}
+
+/**
+ * After the pass over a span's attributes: the agentsec.credential.* attributes that describe
+ * its credential, and that credential. Attributes that arrived (`forwarded`) are honoured when
+ * trusted and bound to a fingerprint the span holds (the sidecar read the token; the claims are
+ * its), else removed; a credential read here is described by attributes written here.
+ */
+function settleCredential(span: Span, first: CredentialUse | undefined, forwarded: boolean, opts: NormalizeOptions): CredentialUse | undefined {
+  let attrs = span.attributes!;
+  if (forwarded) {
+    if (opts.trustForwarded && (first === undefined || first.scheme === FORWARDED_SCHEME)) {
+      const from = forwardedCredential(attrs);
+      if (from) return from;
+    }
+    span.attributes = attrs = attrs.filter((kv) => !CREDENTIAL_ATTR_KEYS.has(kv.key) || opts.credentialAttributes.has(kv.key));
+  }
+  if (first && first.scheme !== FORWARDED_SCHEME) {
+    for (const kv of credentialAttributes(first, first.attribute)) attrs.push(kv);
+  }
+  return first;
 }
 
 function handoffTarget(json: string | undefined, key: string): string | undefined {

@@ -85,6 +85,8 @@ export interface ReceiverFactory<S extends z.ZodType = z.ZodType> extends Factor
 export interface ProcessorFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<'processor', S> {
   /** Processor types that must come earlier in the same pipeline (what this one reads from them). */
   readonly after?: readonly string[];
+  /** Why, with this config, it does not give what the processors naming its type in `after` read (undefined: it does). */
+  readonly lacks?: (cfg: z.output<S>) => string | undefined;
   create(set: Settings, cfg: z.output<S>, next: TracesConsumer): Processor;
 }
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<'exporter', S> {

@@ -107,7 +107,15 @@ export function resolveConfig(raw: unknown, registry: Registry): ResolvedConfig 
     const types = p.processors.map(typeOf);
     types.forEach((type, i) => {
       for (const needed of registry.get('processor', type)?.after ?? []) {
-        if (!types.slice(0, i).includes(needed)) issues.push(`${at}::processors: ${type} needs ${needed} before it in the same pipeline`);
+        const before = p.processors.slice(0, i).filter((id) => typeOf(id) === needed);
+        if (before.length === 0) {
+          issues.push(`${at}::processors: ${type} needs ${needed} before it in the same pipeline`);
+          continue;
+        }
+        // A processor of that type may, by its config, not give what this one reads from it.
+        const lacks = registry.get('processor', needed)?.lacks;
+        const reasons = before.map((id) => (lacks && components.processor.has(id) ? lacks(components.processor.get(id)) : undefined)).filter((r): r is string => r !== undefined);
+        if (reasons.length === before.length) issues.push(`${at}::processors: ${type} needs ${needed} before it, and ${before.at(-1)} there does not serve it: ${reasons.at(-1)}`);
       }
     });
   }

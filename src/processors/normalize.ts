@@ -1,12 +1,18 @@
 // normalize: the canonical agent view of every span (DESIGN §3) from every instrumentation
 // dialect, and credentials replaced by their keyed fingerprint in place, so that nothing
-// after this processor (exporters, logs, APIs) ever holds a raw secret. Put it right after
-// memory_limiter.
+// after this processor (exporters, logs, APIs) ever holds a raw secret; what was read of each
+// credential (scheme, JWT claims: never the token) travels with it as agentsec.credential.*
+// attributes. Put it right after memory_limiter.
+//
+// mode: redact is the credential pass alone (a sidecar's: no view, nothing after it reads one).
+// trust_forwarded_claims: a gateway behind sidecars keeps their fingerprints and rebuilds each
+// credential's claims from the attributes they wrote; off (the default), those attributes are
+// removed and fingerprint-shaped values are fingerprinted like any other value.
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
 import type { TraceBatch } from '../otlp/types.ts';
 import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES, loadHmacKey } from '../agent/credentials.ts';
-import { normalizeSpan, type NormalizeOptions, type SpanView } from '../agent/view.ts';
+import { normalizeSpan, redactSpan, type NormalizeOptions, type SpanView } from '../agent/view.ts';
 import { StringPool } from '../agent/values.ts';
 import { spanViews } from '../agent/annotations.ts';
 
@@ -17,6 +23,13 @@ export const NormalizeConfig = z.strictObject({
   hmac_key: z.string().optional(),
   /** Agent name → role, when several agents share a role (else the agent name is the role). */
   roles: z.record(z.string(), z.string()).default({}),
+  /** full: the agent view for the processors after it; redact: the credential pass only (a sidecar). */
+  mode: z.enum(['full', 'redact']).default('full'),
+  /**
+   * Keep credential values that are already fingerprints and honour the agentsec.credential.*
+   * attributes bound to them: only where every sender is a sidecar (they can be forged).
+   */
+  trust_forwarded_claims: z.boolean().default(false),
 });
 export type NormalizeConfig = z.output<typeof NormalizeConfig>;
 
@@ -25,6 +38,7 @@ export class Normalize implements Processor {
   readonly #next: TracesConsumer;
   readonly #opts: NormalizeOptions;
   readonly #roles: ReadonlyMap<string, string>;
+  readonly #redact: boolean;
 
   constructor(set: Settings, cfg: NormalizeConfig, next: TracesConsumer) {
     this.#next = next;
@@ -33,16 +47,28 @@ export class Normalize implements Processor {
       pool: new StringPool(),
       credentialAttributes: new Set(cfg.credential_attributes),
       credentials: new CredentialReader(key),
+      trustForwarded: cfg.trust_forwarded_claims,
     };
     this.#roles = new Map(Object.entries(cfg.roles));
+    this.#redact = cfg.mode === 'redact';
   }
 
   async start(): Promise<void> {}
   async shutdown(): Promise<void> {}
 
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
-    spanViews.set(batch, this.normalize(batch));
+    if (this.#redact) this.redact(batch);
+    else spanViews.set(batch, this.normalize(batch));
     return this.#next.consume(batch, ctx);
+  }
+
+  /** mode: redact — credentials replaced and described, no view. */
+  redact(batch: TraceBatch): void {
+    for (const rs of batch.resourceSpans) {
+      for (const ss of rs.scopeSpans) {
+        for (const span of ss.spans) redactSpan(span, this.#opts);
+      }
+    }
   }
 
   normalize(batch: TraceBatch): SpanView[] {
@@ -67,5 +93,6 @@ export const normalizeFactory: ProcessorFactory<typeof NormalizeConfig> = {
   type: 'normalize',
   stability: 'alpha',
   config: NormalizeConfig,
+  lacks: (cfg) => (cfg.mode === 'redact' ? 'it has mode: redact (the credential pass only, no agent view)' : undefined),
   create: (set, cfg, next) => new Normalize(set, cfg, next),
 };

@@ -2,9 +2,11 @@
 // command with the manifest's environment; ports, data dir and the gateway replaced by local
 // ones through its own variables), forwards what an OTel JS exporter sends with every
 // credential attribute replaced by its keyed fingerprint: the raw values appear nowhere in the
-// bytes that reach the gateway (a fake OTLP backend), the fingerprints do. Then the same sidecar
-// as the OpenTelemetry Operator injects it: its config in OTEL_CONFIG, the Operator's only
-// argument --config=env:OTEL_CONFIG, and the service.telemetry.metrics key the Operator adds.
+// bytes that reach the gateway (a fake OTLP backend), the fingerprints do, each with what was
+// read of its credential (agentsec.credential.*: scheme, JWT claims; the gateway's side of it is
+// test/ship/sidecar-gateway.test.ts). Then the same sidecar as the OpenTelemetry Operator
+// injects it: its config in OTEL_CONFIG, the Operator's only argument --config=env:OTEL_CONFIG,
+// and the service.telemetry.metrics key the Operator adds.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +72,17 @@ function expectFingerprinted(gateway: FakeBackend, hmacKey: string, traceId: str
   expect(attrs('chat gpt-4o')['ai.request.headers.authorization']).toBe(reader.read(`Bearer ${MODEL_KEY}`).fingerprint);
   expect(attrs('execute_tool repo_search')['agentsec.credential']).toBe(reader.read(SERVICE_TOKEN).fingerprint);
   expect(reader.read(SERVICE_TOKEN).fingerprint).toMatch(/^fp_[0-9a-f]{24}$/);
+  // Beside each fingerprint, what was read of its credential (mode: redact): for the JWT its claims.
+  expect(attrs('GET')).toMatchObject({
+    'agentsec.credential.fingerprint': reader.read(`Bearer ${JWT}`).fingerprint,
+    'agentsec.credential.attribute': 'http.request.header.authorization',
+    'agentsec.credential.scheme': 'jwt',
+    'agentsec.credential.sub': 'user-42',
+    'agentsec.credential.client_id': 'orchestrator',
+    'agentsec.credential.scope': ['crm:read', 'crm:write'],
+    'agentsec.credential.aud': ['crm'],
+  });
+  expect(attrs('execute_tool repo_search')).toMatchObject({ 'agentsec.credential.fingerprint': reader.read(SERVICE_TOKEN).fingerprint, 'agentsec.credential.scheme': 'opaque' });
   // Everything else goes on as it was.
   expect(attrs('GET')['url.full']).toBe('https://crm.corp.internal/api/accounts/globex');
 }

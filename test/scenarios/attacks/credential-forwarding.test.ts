@@ -25,6 +25,8 @@ import { testSettings } from '../../helpers/settings.ts';
 import { Normalize, NormalizeConfig } from '../../../src/processors/normalize.ts';
 import { TraceGraphConfig, TraceGraphProcessor } from '../../../src/processors/tracegraph.ts';
 import { decodeTraceProtobuf } from '../../../src/otlp/decode.ts';
+import { encodeTraceProtobuf } from '../../../src/otlp/encode.ts';
+import type { TracesConsumer } from '../../../src/component/types.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
@@ -94,17 +96,25 @@ async function customerLookup(token: string): Promise<void> {
   expect(result.text).toBe('Report ready.');
 }
 
-/** The harness's detect behind normalize and tracegraph, fed OTLP/protobuf batches of recorded spans. */
-function pipeline(): { h: DetectHarness; send(spans: ReadableSpan[]): Promise<void> } {
+const HMAC_KEY = 'scenario-key-0123456789abcdef0123456789';
+
+/**
+ * The harness's detect behind normalize and tracegraph, fed OTLP/protobuf batches of recorded
+ * spans; `behindSidecar`: a sidecar's normalize (mode: redact) first, its output over the wire
+ * (OTLP/protobuf) to a gateway's normalize that trusts the claims it forwards.
+ */
+function pipeline(behindSidecar = false): { h: DetectHarness; send(spans: ReadableSpan[]): Promise<void> } {
   const h = detectHarness(POLICY);
   const set = testSettings('scenario');
   const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), h.detect);
-  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'scenario-key-0123456789abcdef0123456789' }), graph);
+  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: HMAC_KEY, trust_forwarded_claims: behindSidecar }), graph);
+  const wire: TracesConsumer = { mutatesData: true, consume: (batch, ctx) => normalize.consume(decodeTraceProtobuf(encodeTraceProtobuf(batch.resourceSpans)).batch, ctx) };
+  const first = behindSidecar ? new Normalize(testSettings('sidecar'), NormalizeConfig.parse({ hmac_key: HMAC_KEY, mode: 'redact' }), wire) : normalize;
   return {
     h,
     async send(spans) {
       const body = ProtobufTraceSerializer.serializeRequest(spans)!;
-      await normalize.consume(decodeTraceProtobuf(body).batch, { receiver: 'test', transport: 'http' });
+      await first.consume(decodeTraceProtobuf(body).batch, { receiver: 'test', transport: 'http' });
     },
   };
 }
@@ -175,6 +185,25 @@ describe('attack: a customer-read token forwarded two hops down (AI SDK v6)', ()
       const p = pipeline();
       for (const s of order) await p.send([s]);
       expect(p.h.findings().map(comparable)).toEqual(expected);
+    }
+  });
+
+  it('behind a sidecar (normalize mode: redact → the wire → a gateway trusting forwarded claims): the same finding, in every arrival order, and the act chain still clears the exchanged token', async () => {
+    const direct = pipeline();
+    await direct.send(attack);
+    const expected = direct.h.findings().map(comparable);
+    expect(expected).toHaveLength(1);
+    const byStart = [...attack].sort((a, b) => hrMs(a.startTime) - hrMs(b.startTime));
+    for (const order of [attack, [...byStart].reverse(), byStart]) {
+      const p = pipeline(true);
+      for (const s of order) await p.send([s]);
+      expect(p.h.findings().map(comparable)).toEqual(expected);
+      expect(JSON.stringify(p.h.exported())).not.toContain(CUSTOMER_READ.split('.')[1]!);
+    }
+    for (const order of [exchanged, [...exchanged].reverse()]) {
+      const p = pipeline(true);
+      for (const s of order) await p.send([s]);
+      expect(p.h.findings()).toEqual([]);
     }
   });
 
