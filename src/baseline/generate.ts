@@ -145,8 +145,10 @@ export function generatePolicy(engine: Baselines, policy: Policy, opts: Generate
     gen.evidence.max_depth.observed = volume.max_depth;
     const rate = engine.rateEvidence(role);
     if (rate) {
-      // Headroom over the busiest window seen: a ceiling for runaway loops, not a tight fit.
-      gen.max_calls_per_minute = Math.max(10, Math.ceil(rate.observed_max * 3));
+      // Enforced per minute, learnt per window: the busiest window's calls all in one minute is
+      // the most the evidence allows (bursty traffic never trips the policy it taught), and a
+      // ceiling for runaway loops.
+      gen.max_calls_per_minute = Math.max(10, Math.ceil(rate.observed_max * (engine.cfg.window / 60_000)));
       gen.evidence.calls_per_minute = rate;
     }
     for (const list of [gen.allowed_tools, gen.allowed_hosts, gen.allowed_delegations]) list.sort();

@@ -5,6 +5,7 @@
 // bookkeeping, delivery.
 import type { z } from 'zod';
 import type { SpanView } from '../agent/view.ts';
+import { SpanKind } from '../otlp/types.ts';
 import type { AgentNode, SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 import type { Confidence, ChainHop, FindingKind, Severity } from './finding.ts';
 import type { Labels, Policy } from './policy.ts';
@@ -126,6 +127,14 @@ export function underModelCall(s: SpanNode): boolean {
     if (isModelCall(p)) return true;
   }
   return false;
+}
+
+/**
+ * The span names a destination the role reached: it has a host, is not the receiving side of a
+ * call (a SERVER or CONSUMER span's address is the role's own), and is no model call's request.
+ */
+export function reachesHost(s: SpanNode): boolean {
+  return s.host !== '' && s.kind !== SpanKind.SERVER && s.kind !== SpanKind.CONSUMER && !underModelCall(s);
 }
 
 // Content overlap: word 5-grams, hashed; overlap between a source's result and a sink's

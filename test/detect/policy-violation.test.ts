@@ -94,6 +94,8 @@ roles: { research: { mode: enforce, allowed_tools: ["web_*"] } }
       http('a', '6', 'kb.corp.example', 141),
       http('b', '6', 'wiki.corp.example', 142),
       http('c', '6', 'evil.example.net', 143),
+      // The role's own address where it was called (an HTTP SERVER span in its invocation): no destination.
+      { id: 'd', parent: '6', name: 'POST /invoke', kind: 2, t: 144, attrs: { 'http.request.method': 'POST', 'server.address': 'research.agents.example', 'url.path': '/invoke' } },
     ];
     const policy = (hosts: string) => `
 internal_domains: [corp.example]

@@ -13,7 +13,7 @@ import type { Baselines, Call, Novelty, ObservationRef } from '../../baseline/ba
 import { endpointKey } from '../../baseline/endpoint.ts';
 import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
 import type { Detector, DetectorContext, FindingDraft } from '../detector.ts';
-import { advanceClock, agentChain, finality, hopsOf, isModelCall, NodeClock, structureMayHaveChanged, TraceStates, underModelCall } from '../detector.ts';
+import { advanceClock, agentChain, finality, hopsOf, isModelCall, NodeClock, structureMayHaveChanged, TraceStates, reachesHost } from '../detector.ts';
 import type { FindingKind, Severity } from '../finding.ts';
 import type { SinkLabel } from '../policy.ts';
 
@@ -86,7 +86,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
     const tool = span.tool && span.operation !== 'handoff' ? span.tool : '';
     const model = isModelCall(span);
     const mcp = span.mcpMethod ? `${span.host || '-'} ${span.mcpMethod}` : '';
-    const endpoint = span.host && !mcp && !model && !underModelCall(span) ? endpointKey(span.host, span.method, span.path) : '';
+    const endpoint = !mcp && !model && reachesHost(span) ? endpointKey(span.host, span.method, span.path) : '';
     const call: Call = { tool, endpoint, mcp, model: model ? span.model : '', counts: tool !== '' || model || mcp !== '', error: p.error, tokens: p.tokens };
     if (!call.counts && !endpoint) return;
     novelties.length = 0;

@@ -19,7 +19,8 @@
 // delegation targets by role name (globs allowed). Hosts are those the spans name as their
 // destination (server.address, url.full), not hosts mentioned in tool arguments (that is
 // data_exfiltration's evidence); model calls (chat, embeddings and the HTTP calls under them)
-// are not the role's own destinations and are not checked. A handoff recorded as a tool is a
+// are not the role's own destinations and are not checked, nor is the address of a SERVER or
+// CONSUMER span (the role's own, where it was called). A handoff recorded as a tool is a
 // delegation, not a tool call. One finding per (role, rule, value) in a trace.
 //
 // A call is judged once what the graph says of it is final (tool-loop.ts `finality`): every
@@ -34,7 +35,7 @@ import type { DetectorDefinition, FindingDraft } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 import type { Policy, SinkLabel } from '../policy.ts';
-import { advanceClock, finality, NodeClock, structureMayHaveChanged, TraceStates, underModelCall, isModelCall } from '../detector.ts';
+import { advanceClock, finality, NodeClock, structureMayHaveChanged, TraceStates, reachesHost, isModelCall } from '../detector.ts';
 import { globList } from '../policy.ts';
 
 export const PolicyViolationConfig = z.strictObject({
@@ -135,7 +136,7 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
       if (span.tool && span.operation !== 'handoff' && checked.tools && !checked.tools.allows(span.tool)) {
         report(violation(policy, checked, role, 'allowed_tools', span.tool, checked.tools.list, span, span, span.tool, sink ? 'high' : 'medium', complete));
       }
-      if (span.host && checked.hosts && !checked.hosts.allows(span.host) && !underModelCall(span)) {
+      if (checked.hosts && reachesHost(span) && !checked.hosts.allows(span.host)) {
         report(violation(policy, checked, role, 'allowed_hosts', span.host, checked.hosts.list, span, span, span.host, policy.isInternal(span.host) ? 'medium' : 'high', complete));
       }
       if (checked.maxPerMinute !== undefined && ((span.tool && span.operation !== 'handoff') || isModelCall(span) || span.mcpMethod)) {
