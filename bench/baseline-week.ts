@@ -2,7 +2,7 @@
 // day), and the inverse check in the same run. An accelerated clock: the traffic of 50 roles over
 // 7 days is generated window by window (5 minutes of span time each) and driven straight into the
 // baseline engine (src/baseline/baselines.ts) with a MemoryStore, as test/baseline/engine.test.ts
-// does, with a sync after each window; the engine's config is the default (learning 24 h and 200
+// does, with a sync after each window; the engine's config is the default (learning 48 h and 200
 // calls, 5-minute windows, threshold 3, persistence 3, …), storage memory.
 //
 // The traffic, per role (seeded; see `buildRoles`):

@@ -121,7 +121,14 @@ export class Baselines {
   #clock = 0;
   #wallAtClock = 0;
   #syncing: Promise<void> | undefined;
-  #lastPrune = 0;
+  /** Windows before these are gone from the view, and from the store. */
+  #viewPruned = 0;
+  #storePruned = 0;
+  /** The state was read from the store once: later reads of a shared store take only recent windows. */
+  #loaded = false;
+  #readClock = 0;
+  #lastConv = '';
+  #lastConvHash = '';
 
   constructor(cfg: BaselinesConfig, opts: BaselinesOptions) {
     this.cfg = cfg;
@@ -134,7 +141,9 @@ export class Baselines {
   async start(): Promise<void> {
     await this.store.open();
     const loaded = await this.store.load(0);
-    this.#replaceView(loaded);
+    this.#replaceView(loaded, 0);
+    this.#loaded = true;
+    this.#readClock = this.#clock;
     // Windows already in the store were judged by whoever wrote them, up to the last one, which
     // may still have been open (judged again; the store's claim keeps a finding from repeating).
     for (const [role, t] of this.#view.roles) {
@@ -157,15 +166,14 @@ export class Baselines {
   observeInvocation(role: string, time: number, depth: number, ref: ObservationRef): void {
     time = Math.floor(time); // whole milliseconds: what every store keeps
     this.#advance(time);
-    this.#totals(role, time, 0, 1);
-    const w = this.#window(role, time);
-    w.invocations++;
-    w.depthSum += depth;
-    if (depth > w.depthMax) w.depthMax = depth;
-    const dw = this.#deltaWindow(role, time);
-    dw.invocations++;
-    dw.depthSum += depth;
-    if (depth > dw.depthMax) dw.depthMax = depth;
+    this.#totals(this.#view, role, time, 0, 1);
+    this.#totals(this.#delta, role, time, 0, 1);
+    const key = windowKey(role, this.windowOf(time));
+    for (const w of [windowIn(this.#view, key), windowIn(this.#delta, key)]) {
+      w.invocations++;
+      w.depthSum += depth;
+      if (depth > w.depthMax) w.depthMax = depth;
+    }
     this.#rt(role).exemplar = ref;
   }
 
@@ -174,9 +182,11 @@ export class Baselines {
     this.#advance(time);
     const ready = this.isReady(role);
     if (call.counts) {
-      this.#totals(role, time, 1, 0);
-      const w = this.#window(role, time);
-      const dw = this.#deltaWindow(role, time);
+      this.#totals(this.#view, role, time, 1, 0);
+      this.#totals(this.#delta, role, time, 1, 0);
+      const key = windowKey(role, this.windowOf(time));
+      const w = windowIn(this.#view, key);
+      const dw = windowIn(this.#delta, key);
       w.calls++;
       dw.calls++;
       if (call.error) (w.errors++, dw.errors++);
@@ -193,8 +203,9 @@ export class Baselines {
     time = Math.floor(time); // whole milliseconds: what every store keeps
     this.#advance(time);
     const ready = this.isReady(from);
-    this.#window(from, time).delegations++;
-    this.#deltaWindow(from, time).delegations++;
+    const key = windowKey(from, this.windowOf(time));
+    windowIn(this.#view, key).delegations++;
+    windowIn(this.#delta, key).delegations++;
     this.#see(from, 'delegation', to, time, ref, ready, out);
   }
 
@@ -208,7 +219,7 @@ export class Baselines {
     // Under a collapsed position, an endpoint is recorded as the position (the profile stays bounded).
     const value = dim === 'endpoint' ? this.#rt(role).endpoints.canonical(raw) : raw;
     const key = itemKey(role, dim, value);
-    const conv = convHash(ref.conversation);
+    const conv = this.#convHash(ref.conversation);
     const known = this.#view.items.get(key);
     if (known) {
       known.count++;
@@ -232,32 +243,25 @@ export class Baselines {
     }
   }
 
-  #totals(role: string, time: number, calls: number, invocations: number): void {
-    for (const data of [this.#view, this.#delta]) {
-      const t = data.roles.get(role);
-      if (t) {
-        t.calls += calls;
-        t.invocations += invocations;
-        if (time > t.last) t.last = time;
-        if (time < t.first) t.first = time;
-      } else {
-        data.roles.set(role, { first: time, last: time, calls, invocations });
-      }
+  #totals(data: BaselineData, role: string, time: number, calls: number, invocations: number): void {
+    const t = data.roles.get(role);
+    if (t) {
+      t.calls += calls;
+      t.invocations += invocations;
+      if (time > t.last) t.last = time;
+      if (time < t.first) t.first = time;
+    } else {
+      data.roles.set(role, { first: time, last: time, calls, invocations });
     }
   }
 
-  #window(role: string, time: number): WindowAgg {
-    const key = windowKey(role, this.windowOf(time));
-    let w = this.#view.windows.get(key);
-    if (!w) this.#view.windows.set(key, (w = emptyWindow()));
-    return w;
-  }
-
-  #deltaWindow(role: string, time: number): WindowAgg {
-    const key = windowKey(role, this.windowOf(time));
-    let w = this.#delta.windows.get(key);
-    if (!w) this.#delta.windows.set(key, (w = emptyWindow()));
-    return w;
+  /** The conversation's hash; a trace's calls come together, so the last one is kept. */
+  #convHash(conversation: string): string {
+    if (conversation !== this.#lastConv) {
+      this.#lastConv = conversation;
+      this.#lastConvHash = convHash(conversation);
+    }
+    return this.#lastConvHash;
   }
 
   #rt(role: string): RoleRuntime {
@@ -300,10 +304,17 @@ export class Baselines {
     try {
       await this.store.flush(flushing);
       if (this.store.shared) {
-        const loaded = await this.store.load(this.windowOf(this.#clock - this.cfg.volume.history) - 1);
+        // Profiles whole; windows only those other replicas may still be adding to (older ones
+        // are final and in the view already).
+        // Since the clock of the last read, less what replicas may still be late with.
+        const clock = this.#clock;
+        const from = this.#loaded ? this.windowOf(Math.min(this.#readClock, clock) - this.cfg.lateness - 2 * this.cfg.sync_interval) - 1 : 0;
+        const loaded = await this.store.load(from, this.#loaded ? this.windowOf(clock) + 1 : undefined);
         // What arrived while we waited is in the new delta: it stays counted.
         mergeData(loaded, this.#delta);
-        this.#replaceView(loaded);
+        this.#replaceView(loaded, from);
+        this.#loaded = true;
+        this.#readClock = clock;
       }
     } catch (err) {
       // Keep it for the next sync.
@@ -316,10 +327,11 @@ export class Baselines {
     await this.#prune();
   }
 
-  #replaceView(data: BaselineData): void {
+  /** Takes the store's roles and items, and its windows from `fromWindow` on (older ones stay as they are). */
+  #replaceView(data: BaselineData, fromWindow: number): void {
     this.#view.roles.clear();
     this.#view.items.clear();
-    this.#view.windows.clear();
+    for (const k of this.#view.windows.keys()) if (splitWindowKey(k).index >= fromWindow) this.#view.windows.delete(k);
     mergeData(this.#view, data);
     for (const key of this.#view.items.keys()) {
       const { role, dim, value } = splitItemKey(key);
@@ -359,20 +371,20 @@ export class Baselines {
   }
 
   async #judge(role: string, rt: RoleRuntime, w: number): Promise<void> {
+    if (!this.isReady(role)) {
+      rt.streaks.clear();
+      return;
+    }
     const now = this.features(this.#view.windows.get(windowKey(role, w)));
+    const bands = this.bands(role, w);
     for (const f of FEATURES) {
       const x = now[f];
-      const streak = rt.streaks.get(f);
-      if (x === undefined) {
+      const band = bands[f];
+      if (x === undefined || !band || x <= band.threshold) {
         rt.streaks.delete(f);
         continue;
       }
-      const band = this.band(role, f, w);
-      if (!band || x <= band.threshold || !this.isReady(role)) {
-        rt.streaks.delete(f);
-        continue;
-      }
-      const s = streak ?? { count: 0, from: w, values: [], reported: false };
+      const s = rt.streaks.get(f) ?? { count: 0, from: w, values: [], reported: false };
       s.count++;
       if (s.values.length < 12) s.values.push(round(x));
       rt.streaks.set(f, s);
@@ -389,40 +401,59 @@ export class Baselines {
     }
   }
 
-  /** The learnt band of a feature for window `w`: same time of day on earlier days when there is enough of it, else every past window. */
-  band(role: string, f: Feature, w: number): { median: number; threshold: number; n: number } | undefined {
+  /** Saturday or Sunday (UTC) at the start of window `w`. */
+  #weekend(w: number): boolean {
+    const day = new Date(w * this.cfg.window).getUTCDay();
+    return day === 0 || day === 6;
+  }
+
+  /**
+   * The learnt band of every feature for window `w`: the same time of day (±1 h) on earlier days
+   * of the same kind (weekdays, or weekend days: a role that learnt over a weekend does not judge
+   * Monday by Sunday). A role older than a day with too little of that is not judged yet; a
+   * younger one (a learning period under a day) is judged by every window it has.
+   */
+  bands(role: string, w: number): Partial<Record<Feature, { median: number; threshold: number; n: number }>> {
     const perDay = Math.round(86_400_000 / this.cfg.window);
     const span = Math.round(3_600_000 / this.cfg.window);
     const historyWindows = Math.ceil(this.cfg.volume.history / this.cfg.window);
-    const seasonal: number[] = [];
+    const values = Object.fromEntries(FEATURES.map((f) => [f, [] as number[]])) as Record<Feature, number[]>;
+    const take = (i: number) => {
+      const fs = this.features(this.#view.windows.get(windowKey(role, i)));
+      for (const f of FEATURES) if (fs[f] !== undefined) values[f].push(fs[f]!);
+    };
+    const weekend = this.#weekend(w);
     for (let d = 1; d * perDay - span <= historyWindows; d++) {
-      for (let o = -span; o <= span; o++) {
-        const x = this.features(this.#view.windows.get(windowKey(role, w - d * perDay + o)))[f];
-        if (x !== undefined) seasonal.push(x);
-      }
+      if (this.#weekend(w - d * perDay) !== weekend) continue;
+      for (let o = -span; o <= span; o++) take(w - d * perDay + o);
     }
-    let values = seasonal;
-    if (seasonal.length < this.cfg.volume.min_history) {
-      values = [];
-      for (let i = w - historyWindows; i < w; i++) {
-        const x = this.features(this.#view.windows.get(windowKey(role, i)))[f];
-        if (x !== undefined) values.push(x);
-      }
+    const first = this.#view.roles.get(role)?.first ?? 0;
+    const young = w * this.cfg.window - first < 86_400_000;
+    const out: Partial<Record<Feature, { median: number; threshold: number; n: number }>> = {};
+    if (young && FEATURES.every((f) => values[f].length < this.cfg.volume.min_history)) {
+      for (const f of FEATURES) values[f].length = 0;
+      for (let i = w - historyWindows; i < w; i++) take(i);
     }
-    if (values.length < this.cfg.volume.min_history) return undefined;
-    const median = medianOf(values);
-    const mad = medianOf(values.map((x) => Math.abs(x - median)));
-    const spread = Math.max(1.4826 * mad, this.cfg.volume.relative_floor * median, ABSOLUTE_FLOOR[f]);
-    return { median, threshold: median + this.cfg.volume.threshold * spread, n: values.length };
+    for (const f of FEATURES) {
+      const v = values[f];
+      if (v.length < this.cfg.volume.min_history) continue;
+      const median = medianOf(v);
+      const mad = medianOf(v.map((x) => Math.abs(x - median)));
+      const spread = Math.max(1.4826 * mad, this.cfg.volume.relative_floor * median, ABSOLUTE_FLOOR[f]);
+      out[f] = { median, threshold: median + this.cfg.volume.threshold * spread, n: v.length };
+    }
+    return out;
   }
 
   async #prune(): Promise<void> {
     const before = this.windowOf(this.#clock - this.cfg.volume.history) - Math.round(3_600_000 / this.cfg.window) - 1;
-    if (before <= this.#lastPrune) return;
-    for (const k of this.#view.windows.keys()) if (splitWindowKey(k).index < before) this.#view.windows.delete(k);
-    // The store's copy, now and then (it is a scan).
-    if (before - this.#lastPrune > Math.round(3_600_000 / this.cfg.window)) {
-      this.#lastPrune = before;
+    if (before > this.#viewPruned) {
+      this.#viewPruned = before;
+      for (const k of this.#view.windows.keys()) if (splitWindowKey(k).index < before) this.#view.windows.delete(k);
+    }
+    // The store's copy, hourly (it is a scan).
+    if (before - this.#storePruned > Math.round(3_600_000 / this.cfg.window)) {
+      this.#storePruned = before;
       await this.store.prune(before).catch((err: unknown) => this.#onSyncError?.(err));
     }
   }
@@ -479,8 +510,9 @@ export class Baselines {
   volume(role: string): Record<Feature, { median: number; threshold: number; windows: number } | null> & { max_depth: number; open_windows: number } {
     const w = this.windowOf(this.#clock) + 1;
     const out = {} as Record<Feature, { median: number; threshold: number; windows: number } | null>;
+    const bands = this.bands(role, w);
     for (const f of FEATURES) {
-      const b = this.band(role, f, w);
+      const b = bands[f];
       out[f] = b ? { median: round(b.median), threshold: round(b.threshold), windows: b.n } : null;
     }
     let maxDepth = 0;
@@ -530,6 +562,12 @@ export function summaryOf(role: string, t: RoleTotals, ready: boolean, cfg: Base
       min_calls: cfg.learning.min_observations,
     },
   };
+}
+
+function windowIn(data: BaselineData, key: string): WindowAgg {
+  let w = data.windows.get(key);
+  if (!w) data.windows.set(key, (w = emptyWindow()));
+  return w;
 }
 
 function medianOf(values: number[]): number {

@@ -20,7 +20,7 @@ export const BaselinesConfig = z.strictObject({
   learning: z
     .strictObject({
       /** A role alerts once this much time has passed since it was first seen… */
-      period: duration.prefault('24h'),
+      period: duration.prefault('48h'),
       /** …and it made at least this many calls. */
       min_observations: z.number().int().nonnegative().default(200),
     })

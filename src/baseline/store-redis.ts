@@ -128,12 +128,18 @@ export class RedisStore implements BaselineStore {
     }
   }
 
-  async load(fromWindow: number): Promise<BaselineData> {
+  async load(fromWindow: number, toWindow?: number): Promise<BaselineData> {
     const out = emptyData();
     const roles = await this.#redis.smembers(`${this.#p}roles`);
     if (roles.length === 0) return out;
+    // A short recent range (the usual sync) is read field by field; a whole history at once.
+    const range = toWindow !== undefined && toWindow - fromWindow <= 64 ? Array.from({ length: toWindow - fromWindow + 1 }, (_, i) => String(fromWindow + i)) : undefined;
     const pipe = this.#redis.pipeline();
-    for (const role of roles) pipe.hgetall(`${this.#p}role:${role}`).hgetall(`${this.#p}items:${role}`).hgetall(`${this.#p}win:${role}`);
+    for (const role of roles) {
+      pipe.hgetall(`${this.#p}role:${role}`).hgetall(`${this.#p}items:${role}`);
+      if (range) pipe.hmget(`${this.#p}win:${role}`, ...range);
+      else pipe.hgetall(`${this.#p}win:${role}`);
+    }
     const res = await pipe.exec();
     if (!res) throw new Error('redis pipeline returned nothing');
     roles.forEach((role, i) => {
@@ -148,8 +154,9 @@ export class RedisStore implements BaselineStore {
         const [count, first, last, convs] = v.split('|');
         out.items.set(`${role}\u0000${field}`, { count: Number(count), first: Number(first), last: Number(last), convs: convs ? convs.split(',') : [] });
       }
-      for (const [idx, v] of Object.entries(wins as Record<string, string>)) {
-        if (Number(idx) < fromWindow) continue;
+      const entries: [string, string | null][] = range ? range.map((idx, k) => [idx, (wins as (string | null)[])[k]!]) : Object.entries(wins as Record<string, string>);
+      for (const [idx, v] of entries) {
+        if (v === null || Number(idx) < fromWindow || (toWindow !== undefined && Number(idx) > toWindow)) continue;
         const [calls, invocations, errors, tokens, delegations, depthSum, depthMax] = v.split('|').map(Number);
         out.windows.set(`${role}\u0000${idx}`, { calls: calls!, invocations: invocations!, errors: errors!, tokens: tokens!, delegations: delegations!, depthSum: depthSum!, depthMax: depthMax! });
       }

@@ -65,7 +65,7 @@ export class SqliteStore implements BaselineStore {
     return this.#db;
   }
 
-  async load(fromWindow: number): Promise<BaselineData> {
+  async load(fromWindow: number, toWindow = Number.MAX_SAFE_INTEGER): Promise<BaselineData> {
     const db = this.#open();
     const out = emptyData();
     for (const r of db.prepare('SELECT role, first, last, calls, invocations FROM roles').all() as Record<string, number & string>[]) {
@@ -74,7 +74,7 @@ export class SqliteStore implements BaselineStore {
     for (const r of db.prepare('SELECT role, dim, value, count, first, last, convs FROM items').all() as Record<string, string>[]) {
       out.items.set(`${r.role}\u0000${r.dim}\u0000${r.value}`, { count: Number(r.count), first: Number(r.first), last: Number(r.last), convs: r.convs ? r.convs.split(',') : [] });
     }
-    for (const r of db.prepare('SELECT * FROM windows WHERE idx >= ?').all(fromWindow) as Record<string, string | number>[]) {
+    for (const r of db.prepare('SELECT * FROM windows WHERE idx >= ? AND idx <= ?').all(fromWindow, toWindow) as Record<string, string | number>[]) {
       out.windows.set(`${r.role}\u0000${r.idx}`, {
         calls: Number(r.calls), invocations: Number(r.invocations), errors: Number(r.errors), tokens: Number(r.tokens),
         delegations: Number(r.delegations), depthSum: Number(r.depth_sum), depthMax: Number(r.depth_max),

@@ -13,8 +13,8 @@ export interface BaselineStore {
   /** Other processes write to it too: the engine reads the merged state back after each flush. */
   readonly shared: boolean;
   open(): Promise<void>;
-  /** Everything kept, windows from `fromWindow` on. */
-  load(fromWindow: number): Promise<BaselineData>;
+  /** Every role and item, and the windows from `fromWindow` up to `toWindow` (inclusive; no end when undefined). */
+  load(fromWindow: number, toWindow?: number): Promise<BaselineData>;
   /** Merges a delta in (atomically: concurrent writers never lose each other's counts). */
   flush(delta: BaselineData): Promise<void>;
   /** True for the first caller of `key` within `ttlMs` (so replicas report a shared finding once). */
@@ -34,10 +34,13 @@ export class MemoryStore implements BaselineStore {
 
   async open(): Promise<void> {}
 
-  async load(fromWindow: number): Promise<BaselineData> {
+  async load(fromWindow: number, toWindow = Infinity): Promise<BaselineData> {
     const out = emptyData();
     mergeData(out, this.data);
-    for (const k of out.windows.keys()) if (Number(k.slice(k.lastIndexOf('\u0000') + 1)) < fromWindow) out.windows.delete(k);
+    for (const k of out.windows.keys()) {
+      const i = Number(k.slice(k.lastIndexOf('\u0000') + 1));
+      if (i < fromWindow || i > toWindow) out.windows.delete(k);
+    }
     return out;
   }
 

@@ -4,9 +4,8 @@
 // role per day (counted over the days after each role's learning); a new tool and a sustained 5×
 // volume injected after learning must be found, a single 5× window must not.
 //
-// The seed is the bench's. Over seeds 1–8 this run gives 0.017–0.10 findings per role per day
-// (mean 0.057), almost all of them on the first two days after learning (rare-but-known tools
-// first used then, a morning ramp judged against one day of history): see the bench's output.
+// The seed is the bench's (this run: 0.04 findings per role per day), almost all of them on the
+// first day after learning (rare-but-known tools first used then): see the bench's output.
 import { describe, expect, it } from 'vitest';
 import { breakdown, simulateWeek } from '../../bench/baseline-week.ts';
 
@@ -14,8 +13,8 @@ describe('baselines over a simulated week', () => {
   it('normal noise stays within 0.1 findings per role per day; a new tool and a sustained 5× are found, a one-window spike is not', async () => {
     const r = await simulateWeek({ roles: 10, days: 7, seed: 5, start: Date.UTC(2026, 10, 4), inject: true, scale: 0.3 });
     const why = JSON.stringify({ perRolePerDay: r.perRolePerDay, breakdown: breakdown(r.falsePositives), injections: r.injections }, null, 1);
-    // Every role learnt, about a day after it was first seen.
-    expect(r.roleDays, why).toBeGreaterThan(10 * 5.5);
+    // Every role learnt, about two days (learning.period 48h) after it was first seen.
+    expect(r.roleDays, why).toBeGreaterThan(10 * 4.5);
     expect(r.perRolePerDay, why).toBeLessThanOrEqual(0.1);
     const inj = Object.fromEntries(r.injections.map((j) => [j.kind, j]));
     expect(inj.new_tool?.found, why).toBe(true);

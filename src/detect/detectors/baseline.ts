@@ -91,9 +91,17 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
     if (!call.counts && !endpoint) return;
     novelties.length = 0;
     engine.observeCall(span.agent, span.start, call, ref(span, p.conversation), novelties);
+    // A new tool that reaches a new endpoint is one finding, the endpoint in its evidence.
+    const newTool = novelties.find((n) => n.dimension === 'tool');
     for (const n of novelties) {
+      if (newTool && n !== newTool && n.dimension !== 'model') continue;
       const d = draft(n, span, n.dimension === 'tool' ? p.sink : undefined);
-      if (d) report(d);
+      if (!d) continue;
+      if (n === newTool) {
+        const also = novelties.filter((x) => x !== newTool && x.dimension !== 'model').map((x) => `${x.dimension}: ${x.value}`);
+        if (also.length > 0) d.evidence.also_new = also;
+      }
+      report(d);
     }
   };
 
