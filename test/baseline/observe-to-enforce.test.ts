@@ -45,8 +45,6 @@ const EXPECT: Record<string, { violation: boolean; why: string }> = {
   'credential forwarding': { violation: true, why: 'research calls crm_lookup at crm.corp.internal: a tool and a host it never used' },
   'capability escalation': { violation: true, why: 'research fetches from widget-industry-news.example, a host outside its allowed_hosts' },
   'data exfiltration': { violation: true, why: 'analysis posts to fmt.quickrender-saas.example, a host outside its allowed_hosts' },
-  // (Its findings also say orchestrator reached orchestrator-agent…: the HTTP SERVER span of its
-  // second invocation names its own address, which the detectors take for a destination.)
   'delegation loop': { violation: true, why: 'research calls ask_orchestrator and delegates to orchestrator: neither allowed' },
   'excessive depth': { violation: true, why: 'research calls delegate_analysis and delegates to analysis: neither allowed' },
   'policy violation': { violation: true, why: 'writer runs run_python, outside its allowed_tools' },

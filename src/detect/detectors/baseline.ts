@@ -82,7 +82,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
 
   const ref = (span: SpanNode, conversation: string): ObservationRef => ({ traceId: span.trace.traceId, spanId: span.id, conversation: conversation || span.trace.traceId });
 
-  const observeCall = (span: SpanNode, p: Pending, report: (d: FindingDraft) => void) => {
+  const observeCall = (span: SpanNode, p: Pending, conversation: string, report: (d: FindingDraft) => void) => {
     const tool = span.tool && span.operation !== 'handoff' ? span.tool : '';
     const model = isModelCall(span);
     const mcp = span.mcpMethod ? `${span.host || '-'} ${span.mcpMethod}` : '';
@@ -90,7 +90,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
     const call: Call = { tool, endpoint, mcp, model: model ? span.model : '', counts: tool !== '' || model || mcp !== '', error: p.error, tokens: p.tokens };
     if (!call.counts && !endpoint) return;
     novelties.length = 0;
-    engine.observeCall(span.agent, span.start, call, ref(span, p.conversation), novelties);
+    engine.observeCall(span.agent, span.start, call, ref(span, conversation), novelties);
     // A new tool that reaches a new endpoint is one finding, the endpoint in its evidence.
     const newTool = novelties.find((n) => n.dimension === 'tool');
     for (const n of novelties) {
@@ -165,7 +165,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
         }
         st.pending = still;
         ready.sort((a, b) => a.span.start - b.span.start);
-        for (const r of ready) observeCall(r.span, { ...r.p, conversation: r.p.conversation || st.conversation }, report);
+        for (const r of ready) observeCall(r.span, r.p, r.p.conversation || st.conversation, report);
       }
     },
     forget(graph) {
