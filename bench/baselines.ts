@@ -22,7 +22,7 @@
 //   BENCH_CPU_PROF=DIR   keep those profiles there and print their top functions
 //   BENCH_BASELINES_STATE_ROLES (50,200)  roles in part 2
 //   BENCH_NODE_FLAGS     node flags for the collectors (default: those of package.json's "start" script)
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -30,12 +30,11 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { logTail, startCollector, type CollectorProcess } from './collector-process.ts';
-import type { DetectionLoadMessage } from './detection-load.ts';
+import { maxLoadWindow } from './detection-window.ts';
 import { buildBenignTemplate, idOffsets } from './detection-payload.ts';
-import type { LoadResult } from './load.ts';
 import { writePoolFile } from './payload.ts';
-import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
-import { byLabel, metricValues, scrapeMetrics, sum } from './prom.ts';
+import { peakRssBytes } from './proc-stats.ts';
+import { byLabel, metricValues, sum } from './prom.ts';
 import { formatTable } from './report.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { startRedis, redisUnavailable, type TestRedis } from '../test/helpers/redis.ts';
@@ -56,7 +55,6 @@ const PER_CORE_TARGET = 50_000;
 /** Baselines adding more than this to the cost per span deserve a profile. */
 const COST_BUDGET_PERCENT = 10;
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
-const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url));
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 /** Frames that are baselines code (the engine, its stores, the detector feeding it). */
 const BASELINE_CODE = /\/src\/baseline\/|\/src\/detect\/detectors\/baseline\.ts/;
@@ -96,11 +94,6 @@ function writeConfig(path: string, baselines: Record<string, unknown> | undefine
   return path;
 }
 
-function forkLoad(args: string[]): { child: ChildProcess; exited: Promise<number | null> } {
-  const child = fork(LOAD_SCRIPT, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-}
-
 interface Env {
   tmp: string;
   pool: string;
@@ -120,41 +113,7 @@ async function round(env: Env, row: RowId, n: number, profiled = false): Promise
     logPath: join(env.tmp, `collector-${id}.log`),
     nodeFlags: [...collectorNodeFlags(), ...(profiled ? ['--cpu-prof', `--cpu-prof-dir=${env.profileDir}`, `--cpu-prof-name=${profileName}`] : [])],
   });
-  let window: { load: LoadResult; cpu: Record<string, number>; before: string; after: string };
-  try {
-    const { child, exited } = forkLoad([
-      '--mode', 'max', '--target', collector.endpoints.http, '--pool', env.pool, '--offsets', env.offsets,
-      '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS), '--concurrency', String(CONCURRENCY),
-    ]);
-    const pids: Record<string, number> = { collector: collector.pid, load: child.pid!, bench: process.pid };
-    if (env.redis) pids.redis = env.redis.pid;
-    const meters = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, new CpuMeter(() => cpuSeconds(pid))]));
-    const machine = new CpuMeter(machineBusySeconds);
-    let before: Promise<string> = Promise.resolve('');
-    let ended = false;
-    window = await new Promise((resolve, reject) => {
-      child.on('message', (m: DetectionLoadMessage) => {
-        if (m.type === 'window-start') {
-          for (const meter of Object.values(meters)) meter.start();
-          machine.start();
-          before = scrapeMetrics(collector.adminUrl);
-        } else if (m.type === 'window-end') {
-          ended = true;
-          const cpu: Record<string, number> = {};
-          for (const [k, meter] of Object.entries(meters)) cpu[k] = meter.percentSinceStart();
-          cpu.other = Math.max(0, machine.percentSinceStart() - Object.values(cpu).reduce((a, b) => a + b, 0));
-          void Promise.all([before, scrapeMetrics(collector.adminUrl)]).then(([b, a]) => resolve({ load: m.result, cpu, before: b, after: a }), reject);
-        }
-      });
-      void exited.then((code) => {
-        if (!ended) reject(new Error(`the load process exited (code ${code}) before its measured window ended`));
-      });
-    });
-    await exited;
-  } catch (err) {
-    await collector.stop();
-    throw err;
-  }
+  const window = await maxLoadWindow(collector, { pool: env.pool, offsets: env.offsets, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY, pids: env.redis ? { redis: env.redis.pid } : {} });
   const crashed = collector.exited();
   const peakRssMiB = crashed ? NaN : peakRssBytes(collector.pid) / 1024 / 1024;
   const exitCode = await collector.stop();

@@ -25,7 +25,7 @@
 //   BENCH_DETECT_CONFIG, BENCH_DETECT_POLICY  diagnostics: another config, another policy ('' for none)
 //   BENCH_NODE_FLAGS            node flags for the collectors (default: those of package.json's "start" script)
 //   BENCH_RESULTS_DETECTION     where to write the JSON figures (default: a file in the OS temp dir)
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, mkdirSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -33,11 +33,11 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logTail, startCollector, type CollectorProcess } from './collector-process.ts';
+import { cpuMeters, forkLoad, maxLoadWindow } from './detection-window.ts';
 import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, demoCast, exfiltrationTrace, idOffsets, type AttackTrace, type LastSpan } from './detection-payload.ts';
-import type { LoadResult } from './load.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
+import { peakRssBytes } from './proc-stats.ts';
 import { byLabel, metricValues, scrapeMetrics, sum } from './prom.ts';
 import { formatTable } from './report.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
@@ -64,7 +64,6 @@ const FIND_TIMEOUT_MS = 5000;
 /** Pause between one attack's prefix being acknowledged and its last span: a random 10–40 ms. */
 const GAP_MS: [number, number] = [10, 40];
 const NOISY_OTHER_CPU_PERCENT = 10;
-const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url));
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -95,29 +94,6 @@ async function stopCollector(collector: CollectorProcess, id: string): Promise<{
     console.warn(`warning: the ${id} collector ${crashed ? 'exited during the run' : `exited with ${exitCode ?? 'a kill after the drain timed out'}`}; its log:\n${logTail(collector.logPath)}`);
   }
   return { peakRssMiB, exitCode };
-}
-
-function forkLoad(args: string[]): { child: ChildProcess; exited: Promise<number | null> } {
-  const child = fork(LOAD_SCRIPT, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
-}
-
-/** % of one core used by each process since start(), and by the rest of the machine. */
-function cpuMeters(pids: Record<string, number>) {
-  const meters = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, new CpuMeter(() => cpuSeconds(pid))]));
-  const machine = new CpuMeter(machineBusySeconds);
-  return {
-    start() {
-      for (const m of Object.values(meters)) m.start();
-      machine.start();
-    },
-    read(): Record<string, number> & { machine: number; other: number } {
-      const out: Record<string, number> = {};
-      for (const [k, m] of Object.entries(meters)) out[k] = m.percentSinceStart();
-      const all = machine.percentSinceStart();
-      return { ...out, machine: all, other: Math.max(0, all - Object.values(out).reduce((a, b) => a + b, 0)) };
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------- 1. throughput
@@ -155,36 +131,7 @@ async function throughputRound(round: number, files: Files, tmp: string): Promis
   if (profileDir) mkdirSync(profileDir, { recursive: true });
   const profileName = `collector-detection-${process.pid}.cpuprofile`;
   const collector = await launch(tmp, id, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}`] : []);
-  let window: { load: LoadResult; cpu: ReturnType<ReturnType<typeof cpuMeters>['read']>; before: string; after: string };
-  try {
-    const { child, exited } = forkLoad([
-      '--mode', 'max', '--target', collector.endpoints.http, '--pool', files.pool, '--offsets', files.offsets,
-      '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS), '--concurrency', String(CONCURRENCY),
-    ]);
-    const meters = cpuMeters({ collector: collector.pid, load: child.pid!, bench: process.pid });
-    let before: Promise<string> = Promise.resolve('');
-    let ended = false;
-    window = await new Promise((resolve, reject) => {
-      child.on('message', (m: DetectionLoadMessage) => {
-        if (m.type === 'window-start') {
-          meters.start();
-          before = scrapeMetrics(collector.adminUrl);
-        } else if (m.type === 'window-end') {
-          ended = true;
-          const cpu = meters.read();
-          // The load process may exit before these answer: the window is over, that is fine.
-          void Promise.all([before, scrapeMetrics(collector.adminUrl)]).then(([b, a]) => resolve({ load: m.result, cpu, before: b, after: a }), reject);
-        }
-      });
-      void exited.then((code) => {
-        if (!ended) reject(new Error(`the load process exited (code ${code}) before its measured window ended`));
-      });
-    });
-    await exited;
-  } catch (err) {
-    await collector.stop();
-    throw err;
-  }
+  const window = await maxLoadWindow(collector, { pool: files.pool, offsets: files.offsets, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY });
   const { peakRssMiB, exitCode } = await stopCollector(collector, id);
   const { load, cpu, before, after } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in throughput round ${round}, first: ${load.firstError}`);
