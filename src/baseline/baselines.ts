@@ -377,10 +377,14 @@ export class Baselines {
     }
     const now = this.features(this.#view.windows.get(windowKey(role, w)));
     const bands = this.bands(role, w);
+    const slots = this.slotBands(role, w);
     for (const f of FEATURES) {
       const x = now[f];
       const band = bands[f];
-      if (x === undefined || !band || x <= band.threshold) {
+      const slot = slots[f];
+      // High against the time of day, and against this very slot on earlier days (a burst that
+      // recurs daily at the same time is the role's normal).
+      if (x === undefined || !band || x <= band.threshold || (slot !== undefined && x <= slot.threshold)) {
         rt.streaks.delete(f);
         continue;
       }
@@ -399,6 +403,31 @@ export class Baselines {
         median: round(band.median), threshold: round(band.threshold), historyWindows: band.n, exemplar: rt.exemplar,
       });
     }
+  }
+
+  /**
+   * Each feature's band from the same slot (±1 window) on earlier days of the same kind, the
+   * slot's highest value per day: at least two such days, or none.
+   */
+  slotBands(role: string, w: number): Partial<Record<Feature, { median: number; threshold: number; n: number }>> {
+    const perDay = Math.round(86_400_000 / this.cfg.window);
+    const historyWindows = Math.ceil(this.cfg.volume.history / this.cfg.window);
+    const weekend = this.#weekend(w);
+    const values = Object.fromEntries(FEATURES.map((f) => [f, [] as number[]])) as Record<Feature, number[]>;
+    for (let d = 1; d * perDay <= historyWindows; d++) {
+      if (this.#weekend(w - d * perDay) !== weekend) continue;
+      const best: Partial<Record<Feature, number>> = {};
+      for (let o = -1; o <= 1; o++) {
+        const fs = this.features(this.#view.windows.get(windowKey(role, w - d * perDay + o)));
+        for (const f of FEATURES) if (fs[f] !== undefined && !(fs[f]! <= (best[f] ?? -Infinity))) best[f] = fs[f];
+      }
+      for (const f of FEATURES) if (best[f] !== undefined) values[f].push(best[f]!);
+    }
+    const out: Partial<Record<Feature, { median: number; threshold: number; n: number }>> = {};
+    // A few noisy values: their median with one relative floor of headroom (a spread from so few
+    // would swallow a real surge); a recurring burst stays within it, a surge beyond it does not.
+    for (const f of FEATURES) if (values[f].length >= 2) out[f] = bandOf(values[f], f, this.cfg, 1, false);
+    return out;
   }
 
   /** Saturday or Sunday (UTC) at the start of window `w`. */
@@ -434,14 +463,7 @@ export class Baselines {
       for (const f of FEATURES) values[f].length = 0;
       for (let i = w - historyWindows; i < w; i++) take(i);
     }
-    for (const f of FEATURES) {
-      const v = values[f];
-      if (v.length < this.cfg.volume.min_history) continue;
-      const median = medianOf(v);
-      const mad = medianOf(v.map((x) => Math.abs(x - median)));
-      const spread = Math.max(1.4826 * mad, this.cfg.volume.relative_floor * median, ABSOLUTE_FLOOR[f]);
-      out[f] = { median, threshold: median + this.cfg.volume.threshold * spread, n: v.length };
-    }
+    for (const f of FEATURES) if (values[f].length >= this.cfg.volume.min_history) out[f] = bandOf(values[f], f, this.cfg);
     return out;
   }
 
@@ -562,6 +584,14 @@ export function summaryOf(role: string, t: RoleTotals, ready: boolean, cfg: Base
       min_calls: cfg.learning.min_observations,
     },
   };
+}
+
+/** median + k × max(1.4826·MAD, relative_floor·median, the feature's floor) of the values (k: volume.threshold). */
+function bandOf(v: number[], f: Feature, cfg: BaselinesConfig, k = cfg.volume.threshold, withMad = true): { median: number; threshold: number; n: number } {
+  const median = medianOf(v);
+  const mad = withMad ? medianOf(v.map((x) => Math.abs(x - median))) : 0;
+  const spread = Math.max(1.4826 * mad, cfg.volume.relative_floor * median, ABSOLUTE_FLOOR[f]);
+  return { median, threshold: median + k * spread, n: v.length };
 }
 
 function windowIn(data: BaselineData, key: string): WindowAgg {
