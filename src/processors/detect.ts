@@ -90,6 +90,8 @@ export class Detect implements Processor {
   /** Findings made outside a batch (volume), whose finding spans wait for the next send. */
   #detached: Finding[] = [];
   #watching = false;
+  /** Roles already logged as ready. */
+  readonly #readyRoles = new Set<string>();
   readonly #reloads;
   now: () => number = Date.now;
 
@@ -213,7 +215,17 @@ export class Detect implements Processor {
 
   /** Syncs the baselines, then sends the finding spans of findings made outside a batch. */
   async #tick(): Promise<void> {
-    await this.#baselines?.sync();
+    const engine = this.#baselines;
+    if (engine) {
+      await engine.sync();
+      // One line per role as it finishes learning: from now on it can alert.
+      for (const role of engine.roles()) {
+        if (this.#readyRoles.has(role) || !engine.isReady(role)) continue;
+        this.#readyRoles.add(role);
+        const r = engine.summary(role)!;
+        this.#set.logger.info({ role, calls: r.calls, invocations: r.invocations, first_seen: r.first_seen }, 'baseline learnt: role now alerts on departures');
+      }
+    }
     await this.#sendDetached();
   }
 

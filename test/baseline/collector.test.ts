@@ -58,6 +58,7 @@ describe('baselines in the collector', () => {
     const ready = await until('researcher to be ready', () => api<{ roles: { role: string; state: string }[] }>(c, '/baselines'), (b) => b.roles.some((r) => r.role === 'researcher' && r.state === 'ready'));
     expect(ready.roles.find((r) => r.role === 'researcher')).toMatchObject({ state: 'ready', calls: 20, invocations: 10 });
     expect(await findings(c, 'baseline_new_tool')).toEqual([]);
+    await until('the learnt log line', async () => c.collector.logs.filter((l) => l.msg === 'baseline learnt: role now alerts on departures' && l.role === 'researcher'), (l) => l.length === 1);
 
     const traceId = await task(c, 'researcher', ['search', 'wire_money'], 'conv-x');
     const [f] = await until('the finding', () => findings(c, 'baseline_new_tool'), (l) => l.length > 0);
