@@ -1,5 +1,7 @@
 // The detection pipeline in-process (normalize → tracegraph → detect → enrich, hold 0) with a
-// policy given as YAML and spans built compactly, for detector and scenario tests.
+// policy given as YAML, fed spans built compactly (send) or recorded by a real OTel SDK and
+// serialised with the official OTLP/protobuf serializer (sendRecorded), for detector and
+// scenario tests.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +9,8 @@ import { Normalize, NormalizeConfig } from '../../src/processors/normalize.ts';
 import { TraceGraphConfig, TraceGraphProcessor } from '../../src/processors/tracegraph.ts';
 import { Detect, DetectConfig } from '../../src/processors/detect.ts';
 import { Enrich, EnrichConfig } from '../../src/processors/enrich.ts';
-import { decodeTraceJson } from '../../src/otlp/decode.ts';
+import { decodeTraceJson, decodeTraceProtobuf } from '../../src/otlp/decode.ts';
+import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { Finding } from '../../src/detect/finding.ts';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { plainSpans, type PlainSpan } from './plain-spans.ts';
@@ -66,17 +69,21 @@ export function otlpJson(spans: SpanSpec[]): string {
 }
 
 export interface DetectHarness {
+  /** The pipeline's first processor (a sidecar's output can be chained into it). */
+  normalize: Normalize;
   detect: Detect;
   sink: TracesSink;
   /** Sends spans as one batch (call several times for several batches). */
   send(spans: SpanSpec[]): Promise<void>;
+  /** Sends spans a real SDK recorded as one OTLP/protobuf request. */
+  sendRecorded(spans: ReadableSpan[]): Promise<void>;
   findings(): Finding[];
   exported(): PlainSpan[];
   /** Lines the stdout finding sink wrote. */
   stdout: string[];
 }
 
-export function detectHarness(policyYaml = '', detectConfig: Record<string, unknown> = {}): DetectHarness {
+export function detectHarness(policyYaml = '', detectConfig: Record<string, unknown> = {}, normalizeConfig: Record<string, unknown> = {}): DetectHarness {
   const dir = mkdtempSync(join(tmpdir(), 'agentsec-detect-'));
   const policy = join(dir, 'policy.yaml');
   writeFileSync(policy, policyYaml);
@@ -86,14 +93,18 @@ export function detectHarness(policyYaml = '', detectConfig: Record<string, unkn
   const enrich = new Enrich(set, EnrichConfig.parse({ hold: 0 }), sink);
   const detect = new Detect(set, DetectConfig.parse({ policy, sinks: { ndjson: [{ path: '-' }] }, ...detectConfig }), enrich, { write: (s: string) => stdout.push(s) });
   const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), detect);
-  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'detect-harness-key-0123456789abcdef' }), graph);
+  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'detect-harness-key-0123456789abcdef', ...normalizeConfig }), graph);
   detect.now = () => BASE_MS + 60_000;
   return {
+    normalize,
     detect,
     sink,
     stdout,
     async send(spans) {
       await normalize.consume(decodeTraceJson(otlpJson(spans)).batch, { receiver: 'test', transport: 'http' });
+    },
+    async sendRecorded(spans) {
+      await normalize.consume(decodeTraceProtobuf(ProtobufTraceSerializer.serializeRequest(spans)!).batch, { receiver: 'test', transport: 'http' });
     },
     findings: () => detect.list({}).findings,
     exported: () => plainSpans(sink.batches),

@@ -10,15 +10,10 @@
 // - Attacks: each of the demo's attacks, amid normal traffic, produces exactly its finding kinds
 //   on its own traces, and nothing on the normal ones.
 import { readFileSync } from 'node:fs';
-import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { detectHarness, type DetectHarness } from '../helpers/detect-harness.ts';
-import { testSettings } from '../helpers/settings.ts';
-import { Normalize, NormalizeConfig } from '../../src/processors/normalize.ts';
-import { TraceGraphConfig, TraceGraphProcessor } from '../../src/processors/tracegraph.ts';
-import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import type { Finding } from '../../src/detect/finding.ts';
 import { AGENTS, AgentCast, Rng, makeCredentials, seededIds, spanCount, type AgentName, type TaskPlan } from '../../demo/agents.ts';
 import { ATTACKS, DEMO_SIZE, normalTask, policyViolationAttack, TEST_SIZE, type Attack } from '../../demo/scenarios.ts';
@@ -38,10 +33,7 @@ function system(seed: number, policy = POLICY) {
     // Each service's processor sees its spans as they end.
     processor: (agent) => ({ onStart() {}, onEnd: (s: ReadableSpan) => void ended.get(agent)!.push(s), forceFlush: async () => {}, shutdown: async () => {} }),
   });
-  const h: DetectHarness = detectHarness(policy);
-  const set = testSettings('benign');
-  const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), h.detect);
-  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'benign-scenario-key-0123456789abcdef0123' }), graph);
+  const h: DetectHarness = detectHarness(policy, {}, { hmac_key: 'benign-scenario-key-0123456789abcdef0123' });
   let spans = 0;
   let clock = BASE_MS;
   return {
@@ -63,7 +55,7 @@ function system(seed: number, policy = POLICY) {
         const batch = ended.get(a)!;
         ended.set(a, []);
         spans += batch.length;
-        await normalize.consume(decodeTraceProtobuf(ProtobufTraceSerializer.serializeRequest(batch)!).batch, { receiver: 'otlp', transport: 'http' });
+        await h.sendRecorded(batch);
         h.sink.reset();
       }
       return traceId;

@@ -23,7 +23,6 @@ import { runRecorded } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type DetectHarness } from '../../helpers/detect-harness.ts';
 import { testSettings } from '../../helpers/settings.ts';
 import { Normalize, NormalizeConfig } from '../../../src/processors/normalize.ts';
-import { TraceGraphConfig, TraceGraphProcessor } from '../../../src/processors/tracegraph.ts';
 import { decodeTraceProtobuf } from '../../../src/otlp/decode.ts';
 import { encodeTraceProtobuf } from '../../../src/otlp/encode.ts';
 import type { TracesConsumer } from '../../../src/component/types.ts';
@@ -104,17 +103,14 @@ const HMAC_KEY = 'scenario-key-0123456789abcdef0123456789';
  * (OTLP/protobuf) to a gateway's normalize that trusts the claims it forwards.
  */
 function pipeline(behindSidecar = false): { h: DetectHarness; send(spans: ReadableSpan[]): Promise<void> } {
-  const h = detectHarness(POLICY);
-  const set = testSettings('scenario');
-  const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), h.detect);
-  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: HMAC_KEY, trust_forwarded_claims: behindSidecar }), graph);
-  const wire: TracesConsumer = { mutatesData: true, consume: (batch, ctx) => normalize.consume(decodeTraceProtobuf(encodeTraceProtobuf(batch.resourceSpans)).batch, ctx) };
-  const first = behindSidecar ? new Normalize(testSettings('sidecar'), NormalizeConfig.parse({ hmac_key: HMAC_KEY, mode: 'redact' }), wire) : normalize;
+  const h = detectHarness(POLICY, {}, { hmac_key: HMAC_KEY, trust_forwarded_claims: behindSidecar });
+  if (!behindSidecar) return { h, send: (spans) => h.sendRecorded(spans) };
+  const wire: TracesConsumer = { mutatesData: true, consume: (batch, ctx) => h.normalize.consume(decodeTraceProtobuf(encodeTraceProtobuf(batch.resourceSpans)).batch, ctx) };
+  const sidecar = new Normalize(testSettings('sidecar'), NormalizeConfig.parse({ hmac_key: HMAC_KEY, mode: 'redact' }), wire);
   return {
     h,
     async send(spans) {
-      const body = ProtobufTraceSerializer.serializeRequest(spans)!;
-      await first.consume(decodeTraceProtobuf(body).batch, { receiver: 'test', transport: 'http' });
+      await sidecar.consume(decodeTraceProtobuf(ProtobufTraceSerializer.serializeRequest(spans)!).batch, { receiver: 'test', transport: 'http' });
     },
   };
 }

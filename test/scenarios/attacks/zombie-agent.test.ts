@@ -10,7 +10,6 @@
 // pipeline in-process (normalize → tracegraph → detect → enrich): the in-process collector of
 // test/helpers/agent-collector.ts has no detect in its pipeline list.
 import { trace } from '@opentelemetry/api';
-import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
@@ -19,10 +18,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { runRecorded } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type DetectHarness } from '../../helpers/detect-harness.ts';
-import { testSettings } from '../../helpers/settings.ts';
-import { Normalize, NormalizeConfig } from '../../../src/processors/normalize.ts';
-import { TraceGraphConfig, TraceGraphProcessor } from '../../../src/processors/tracegraph.ts';
-import { decodeTraceProtobuf } from '../../../src/otlp/decode.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
@@ -85,16 +80,8 @@ async function delegation(opts: { wait: boolean; sub?: string; delayMs?: number 
 const GRACE = '1s';
 
 function pipeline(policy = ''): { h: DetectHarness; send(spans: ReadableSpan[]): Promise<void> } {
-  const h = detectHarness(policy, { detectors: { zombie_agent: { grace: GRACE } } });
-  const set = testSettings('scenario');
-  const graph = new TraceGraphProcessor(set, TraceGraphConfig.parse({}), h.detect);
-  const normalize = new Normalize(set, NormalizeConfig.parse({ hmac_key: 'scenario-key-0123456789abcdef0123456789' }), graph);
-  return {
-    h,
-    async send(spans) {
-      await normalize.consume(decodeTraceProtobuf(ProtobufTraceSerializer.serializeRequest(spans)!).batch, { receiver: 'test', transport: 'http' });
-    },
-  };
+  const h = detectHarness(policy, { detectors: { zombie_agent: { grace: GRACE } } }, { hmac_key: 'scenario-key-0123456789abcdef0123456789' });
+  return { h, send: (spans) => h.sendRecorded(spans) };
 }
 
 const hrMs = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
