@@ -254,6 +254,30 @@ export function finality(span: SpanNode, waited: number, settleAfterMs: number):
   return span.named ? 'named' : 'provisional';
 }
 
+/** A span a detector waits to judge until what the graph says of it is final. */
+export interface Waiting {
+  id: string;
+  /** The trace's clock when it arrived. */
+  seen: number;
+}
+
+/**
+ * Splits what waits into the spans whose finality is known now (in waiting order) and those that
+ * still wait. A span no longer in the graph (evicted and made again) is dropped.
+ */
+export function settle<W extends Waiting>(graph: TraceGraph, waiting: readonly W[], clock: number, settleAfterMs: number): { still: W[]; ready: { span: SpanNode; w: W; fin: Finality }[] } {
+  const still: W[] = [];
+  const ready: { span: SpanNode; w: W; fin: Finality }[] = [];
+  for (const w of waiting) {
+    const span = graph.spans.get(w.id);
+    if (!span) continue;
+    const fin = finality(span, clock - w.seen, settleAfterMs);
+    if (fin === undefined) still.push(w);
+    else ready.push({ span, w, fin });
+  }
+  return { still, ready };
+}
+
 /** When each agent node was first looked at (the trace's clock then), for `finality` of nodes. */
 export class NodeClock {
   readonly #seen = new Map<string, number>();

@@ -12,14 +12,12 @@
 import type { Baselines, Call, Novelty, ObservationRef } from '../../baseline/baselines.ts';
 import { endpointKey } from '../../baseline/endpoint.ts';
 import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
-import type { Detector, DetectorContext, FindingDraft } from '../detector.ts';
-import { advanceClock, agentChain, finality, hopsOf, isModelCall, NodeClock, structureMayHaveChanged, TraceStates, reachesHost } from '../detector.ts';
+import type { Detector, DetectorContext, FindingDraft, Waiting } from '../detector.ts';
+import { advanceClock, agentChain, hopsOf, isModelCall, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost } from '../detector.ts';
 import type { FindingKind, Severity } from '../finding.ts';
 import type { SinkLabel } from '../policy.ts';
 
-interface Pending {
-  id: string;
-  seen: number;
+interface Pending extends Waiting {
   error: boolean;
   tokens: number;
   conversation: string;
@@ -154,18 +152,11 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
       // Invocations first: a call's window then counts the invocation it belongs to.
       if (st.unsettled || structureMayHaveChanged(added)) observeNodes(graph, st, report);
       if (st.pending.length > 0) {
-        const still: Pending[] = [];
-        const ready: { span: SpanNode; p: Pending }[] = [];
-        for (const p of st.pending) {
-          const span = graph.spans.get(p.id);
-          if (!span) continue;
-          const fin = finality(span, st.clock - p.seen, opts.settleAfterMs);
-          if (fin === undefined) still.push(p);
-          else if (fin !== 'provisional' && span.agentNode && !span.agentNode.transparent) ready.push({ span, p });
-        }
-        st.pending = still;
+        const settled = settle(graph, st.pending, st.clock, opts.settleAfterMs);
+        st.pending = settled.still;
+        const ready = settled.ready.filter((r) => r.fin !== 'provisional' && r.span.agentNode && !r.span.agentNode.transparent);
         ready.sort((a, b) => a.span.start - b.span.start);
-        for (const r of ready) observeCall(r.span, r.p, r.p.conversation || st.conversation, report);
+        for (const r of ready) observeCall(r.span, r.w, r.w.conversation || st.conversation, report);
       }
     },
     forget(graph) {

@@ -31,11 +31,11 @@
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
-import type { DetectorDefinition, FindingDraft } from '../detector.ts';
+import type { DetectorDefinition, FindingDraft, Waiting } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 import type { Policy, SinkLabel } from '../policy.ts';
-import { advanceClock, finality, NodeClock, structureMayHaveChanged, TraceStates, reachesHost, isModelCall } from '../detector.ts';
+import { advanceClock, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost, isModelCall } from '../detector.ts';
 import { globList } from '../policy.ts';
 
 export const PolicyViolationConfig = z.strictObject({
@@ -59,11 +59,8 @@ interface Checked {
   maxPerMinute: number | undefined;
 }
 
-interface Pending {
-  id: string;
+interface Pending extends Waiting {
   sink: SinkLabel | undefined;
-  /** The trace's clock when it arrived. */
-  seen: number;
 }
 
 interface ViolationState {
@@ -190,20 +187,13 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
           if ((span.tool || span.host || span.model || span.mcpMethod) && st.pending.length < cfg.max_pending_per_trace) st.pending.push({ id: span.id, sink: labels.sink, seen: st.clock });
         }
         if (st.pending.length > 0) {
-          const still: Pending[] = [];
-          const ready: { span: SpanNode; sink: SinkLabel | undefined; complete: boolean }[] = [];
-          for (const p of st.pending) {
-            const span = graph.spans.get(p.id);
-            if (!span) continue;
-            const fin = finality(span, st.clock - p.seen, cfg.settle_after);
-            if (fin === undefined) still.push(p);
-            else if (fin !== 'provisional') ready.push({ span, sink: p.sink, complete: fin === 'complete' });
-          }
-          st.pending = still;
+          const settled = settle(graph, st.pending, st.clock, cfg.settle_after);
+          st.pending = settled.still;
+          const ready = settled.ready.filter((r) => r.fin !== 'provisional');
           // In start order: calls that become judgeable together (their agent arrived) show a
           // violation on the first of them, whatever order they arrived in.
           ready.sort((a, b) => a.span.start - b.span.start);
-          for (const r of ready) judgeCall(policy, roles, r.span, r.sink, r.complete, report);
+          for (const r of ready) judgeCall(policy, roles, r.span, r.w.sink, r.fin === 'complete', report);
         }
 
         // Delegations: every agent node and the agent that delegated to it, when they may have changed.

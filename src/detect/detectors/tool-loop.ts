@@ -21,8 +21,8 @@
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
 import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
-import type { AddedSpan, DetectorDefinition, FindingDraft } from '../detector.ts';
-import { advanceClock, agentChain, finality, hopsOf, TraceStates, type Finality } from '../detector.ts';
+import type { DetectorDefinition, FindingDraft, Waiting } from '../detector.ts';
+import { advanceClock, agentChain, hopsOf, settle, TraceStates, type Finality } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 
 // ---------------------------------------------------------------- argument hash
@@ -83,13 +83,10 @@ export const ToolLoopConfig = z.strictObject({
 });
 export type ToolLoopConfig = z.output<typeof ToolLoopConfig>;
 
-interface Call {
-  id: string;
+interface Call extends Waiting {
   start: number;
   tool: string;
   hash: string;
-  /** The trace's clock when the call arrived. */
-  seen: number;
 }
 
 interface Group {
@@ -216,15 +213,9 @@ export const toolLoop: DetectorDefinition<typeof ToolLoopConfig> = {
           st.weight++;
         }
         if (st.waiting.length > 0) {
+          const { still, ready } = settle(graph, st.waiting, st.clock, cfg.settle_after);
           const touched = new Set<Group>();
-          const still: Call[] = [];
-          for (const call of st.waiting) {
-            const span = graph.spans.get(call.id);
-            const fin = span && finality(span, st.clock - call.seen, cfg.settle_after);
-            if (fin) touched.add(count(st, call, span, fin));
-            else if (span) still.push(call);
-            // (no span: the graph was evicted and made again; the call is gone)
-          }
+          for (const r of ready) touched.add(count(st, r.w, r.span, r.fin));
           st.weight -= st.waiting.length;
           st.waiting = still;
           st.weight += still.length;
