@@ -10,7 +10,7 @@
 // their own batch. The policy file reloads live: on change and on SIGHUP (Service.reload); a
 // broken new policy is refused with its error and the old one stays in force.
 import { randomBytes } from 'node:crypto';
-import { unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import { z } from 'zod';
 import type { ConsumeContext, Host, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
 import type { KeyValue, ResourceSpans, Span, TraceBatch } from '../otlp/types.ts';
@@ -20,7 +20,7 @@ import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 import { DETECTORS } from '../detect/detectors/index.ts';
 import type { AddedSpan, Detector, DetectorTrace, FindingDraft, LabeledSpan } from '../detect/detector.ts';
 import { shingles } from '../detect/detector.ts';
-import { FINDING_KINDS, findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';
+import { findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';
 import { EMPTY_POLICY, loadPolicy, type Policy } from '../detect/policy.ts';
 import { createSinks, SinksConfig, type FindingSink } from '../detect/sinks.ts';
 import { ConfigError, errorMessage, isPermanent } from '../errors.ts';
@@ -32,8 +32,8 @@ import { createStore } from '../baseline/store.ts';
 import { generatePolicy } from '../baseline/generate.ts';
 import { baselineDetector } from '../detect/detectors/baseline.ts';
 
-/** Kinds with a detector of their own (configured under detectors.<kind>). */
-const DETECTOR_KINDS = FINDING_KINDS.filter((k) => !k.startsWith('baseline_')) as unknown as readonly [FindingKind, ...FindingKind[]];
+/** Kinds with a detector of their own, configured under detectors.<kind> (the baseline kinds are configured under baselines). */
+const DETECTOR_KINDS = [...DETECTORS.keys()] as [FindingKind, ...FindingKind[]];
 
 export const DetectConfig = z.strictObject({
   /** The policy file (YAML); without one, every role is observed and nothing is labelled. */
@@ -89,7 +89,8 @@ export class Detect implements Processor {
   #syncTimer: NodeJS.Timeout | undefined;
   /** Findings made outside a batch (volume), whose finding spans wait for the next send. */
   #detached: Finding[] = [];
-  #watching = false;
+  /** The policy file's change listener while it is watched (removed alone: other pipelines may watch the same file). */
+  #onPolicyChange: ((cur: Stats, prev: Stats) => void) | undefined;
   /** Roles already logged as ready. */
   readonly #readyRoles = new Set<string>();
   readonly #reloads;
@@ -113,10 +114,6 @@ export class Detect implements Processor {
     this.#counter = set.metrics.counter('agentsec_findings_total', 'Findings, by kind and severity.', ['kind', 'severity']);
     this.#errors = set.metrics.counter('agentsec_detector_errors_total', 'Detector failures (the detector is skipped for that batch).', ['kind']);
     this.#reloads = set.metrics.counter('agentsec_policy_reloads_total', 'Policy file reloads, by result (ok, rejected).', ['result']);
-  }
-
-  get baselines(): Baselines | undefined {
-    return this.#baselines;
   }
 
   /** Reads the policy file again; a broken one is refused (logged, counted) and the old one stays. */
@@ -152,10 +149,10 @@ export class Detect implements Processor {
     if (this.#cfg.policy && this.#cfg.policy_check_interval > 0) {
       const path = this.#cfg.policy;
       // Polls the file's stat: survives editors that replace the file and Kubernetes ConfigMap symlink swaps.
-      watchFile(path, { interval: this.#cfg.policy_check_interval, persistent: false }, (cur, prev) => {
+      this.#onPolicyChange = (cur, prev) => {
         if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size || cur.ino !== prev.ino) void this.reload();
-      });
-      this.#watching = true;
+      };
+      watchFile(path, { interval: this.#cfg.policy_check_interval, persistent: false }, this.#onPolicyChange);
     }
     if (this.#cfg.baselines) await this.#startBaselines(host, this.#cfg.baselines);
     this.#set.logger.info({ detectors: this.#detectors.map((d) => d.kind), policy: this.#cfg.policy ?? null, baselines: this.#baselines?.store.kind ?? null }, 'detection running');
@@ -394,8 +391,8 @@ export class Detect implements Processor {
   }
 
   async shutdown(signal?: AbortSignal): Promise<void> {
-    if (this.#watching) unwatchFile(this.#cfg.policy!);
-    this.#watching = false;
+    if (this.#onPolicyChange) unwatchFile(this.#cfg.policy!, this.#onPolicyChange);
+    this.#onPolicyChange = undefined;
     clearInterval(this.#syncTimer);
     this.#syncTimer = undefined;
     if (this.#baselines) {
