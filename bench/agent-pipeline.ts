@@ -17,12 +17,11 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { logTail, startCollector } from './collector-process.ts';
+import { startCollector, stopMeasured } from './collector-process.ts';
 import { buildAgentPool } from './agent-payload.ts';
 import type { MemoryResult, ThroughputResult } from './agent-inprocess.ts';
 import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { peakRssBytes } from './proc-stats.ts';
 import { formatTable } from './report.ts';
 import { envNumber } from './env.ts';
 
@@ -261,12 +260,7 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
     await collector.stop();
     throw err;
   }
-  const crashed = collector.exited();
-  const peakRss = crashed ? Number.NaN : peakRssBytes(collector.pid);
-  const exitCode = await collector.stop();
-  if (crashed || exitCode !== 0) {
-    console.warn(`warning: the ${id} collector ${crashed ? 'exited during the run' : `exited with ${exitCode ?? 'a kill after the drain timed out'}`}; its log:\n${logTail(collector.logPath)}`);
-  }
+  const { peakRssBytes: peakRss, exitCode } = await stopMeasured(collector, id);
   const { load, cpu } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests over ${transport}, first: ${load.firstError}`);
   const spansPerSecond = load.ackedSpans / load.seconds;

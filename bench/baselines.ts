@@ -29,11 +29,10 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { logTail, startCollector, type CollectorProcess } from './collector-process.ts';
+import { startCollector, stopMeasured, type CollectorProcess } from './collector-process.ts';
 import { maxLoadWindow } from './detection-window.ts';
 import { buildBenignTemplate, idOffsets } from './detection-payload.ts';
 import { writePoolFile } from './payload.ts';
-import { peakRssBytes } from './proc-stats.ts';
 import { byLabel, metricValues, sum } from './prom.ts';
 import { formatTable } from './report.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
@@ -114,10 +113,9 @@ async function round(env: Env, row: RowId, n: number, profiled = false): Promise
     nodeFlags: [...collectorNodeFlags(), ...(profiled ? ['--cpu-prof', `--cpu-prof-dir=${env.profileDir}`, `--cpu-prof-name=${profileName}`] : [])],
   });
   const window = await maxLoadWindow(collector, { pool: env.pool, offsets: env.offsets, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY, pids: env.redis ? { redis: env.redis.pid } : {} });
-  const crashed = collector.exited();
-  const peakRssMiB = crashed ? NaN : peakRssBytes(collector.pid) / 1024 / 1024;
-  const exitCode = await collector.stop();
-  if (crashed || exitCode !== 0) console.warn(`warning: the ${id} collector ${crashed ? 'exited during the run' : `exited with ${exitCode ?? 'a kill'}`}; its log:\n${logTail(collector.logPath)}`);
+  const stopped = await stopMeasured(collector, id);
+  const peakRssMiB = stopped.peakRssBytes / 1024 / 1024;
+  const exitCode = stopped.exitCode;
   const { load, cpu, before, after } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in ${id}, first: ${load.firstError}`);
   const fileSent = (text: string) => sum(metricValues(text, 'agentsec_exporter_sent_spans_total', 'exporter').filter(([e]) => e === 'file'));

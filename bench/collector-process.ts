@@ -7,6 +7,7 @@ import { openSync, closeSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { peakRssBytes } from './proc-stats.ts';
 
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 const READY_TIMEOUT_MS = 30_000;
@@ -110,6 +111,20 @@ function freePort(): Promise<number> {
       server.close(() => resolve(port));
     });
   });
+}
+
+/**
+ * Stops a measured collector: its peak RSS (NaN when it died during the run), its exit code,
+ * and, when it died or exited uncleanly, a warning with the tail of its log.
+ */
+export async function stopMeasured(collector: CollectorProcess, label: string): Promise<{ peakRssBytes: number; exitCode: number | null }> {
+  const crashed = collector.exited();
+  const rss = crashed ? Number.NaN : peakRssBytes(collector.pid);
+  const exitCode = await collector.stop();
+  if (crashed || exitCode !== 0) {
+    console.warn(`warning: the ${label} collector ${crashed ? 'exited during the run' : `exited with ${exitCode ?? 'a kill after the drain timed out'}`}; its log:\n${logTail(collector.logPath)}`);
+  }
+  return { peakRssBytes: rss, exitCode };
 }
 
 export function logTail(path: string, lines = 20): string {

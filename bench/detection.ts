@@ -32,12 +32,11 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { logTail, startCollector, type CollectorProcess } from './collector-process.ts';
+import { startCollector, stopMeasured, type CollectorProcess } from './collector-process.ts';
 import { cpuMeters, forkLoad, maxLoadWindow } from './detection-window.ts';
 import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, demoCast, exfiltrationTrace, idOffsets, type AttackTrace, type LastSpan } from './detection-payload.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { peakRssBytes } from './proc-stats.ts';
 import { byLabel, metricValues, scrapeMetrics, sum } from './prom.ts';
 import { formatTable } from './report.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
@@ -86,16 +85,6 @@ function launch(tmp: string, id: string, nodeFlags: string[] = []): Promise<Coll
   });
 }
 
-async function stopCollector(collector: CollectorProcess, id: string): Promise<{ peakRssMiB: number; exitCode: number | null }> {
-  const crashed = collector.exited();
-  const peakRssMiB = crashed ? Number.NaN : peakRssBytes(collector.pid) / 1024 / 1024;
-  const exitCode = await collector.stop();
-  if (crashed || exitCode !== 0) {
-    console.warn(`warning: the ${id} collector ${crashed ? 'exited during the run' : `exited with ${exitCode ?? 'a kill after the drain timed out'}`}; its log:\n${logTail(collector.logPath)}`);
-  }
-  return { peakRssMiB, exitCode };
-}
-
 // ---------------------------------------------------------------------------------- 1. throughput
 
 interface ThroughputResult {
@@ -132,7 +121,7 @@ async function throughputRound(round: number, files: Files, tmp: string): Promis
   const profileName = `collector-detection-${process.pid}.cpuprofile`;
   const collector = await launch(tmp, id, profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${profileName}`] : []);
   const window = await maxLoadWindow(collector, { pool: files.pool, offsets: files.offsets, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY });
-  const { peakRssMiB, exitCode } = await stopCollector(collector, id);
+  const { peakRssMiB, exitCode } = await stopMeasured(collector, id).then(({ peakRssBytes, exitCode }) => ({ peakRssMiB: peakRssBytes / 1024 / 1024, exitCode }));
   const { load, cpu, before, after } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in throughput round ${round}, first: ${load.firstError}`);
   const fileSent = (text: string) => sum(metricValues(text, 'agentsec_exporter_sent_spans_total', 'exporter').filter(([e]) => e === 'file'));
@@ -421,7 +410,7 @@ async function latencyRun(files: Files, tmp: string, benignRate: number): Promis
   const spansFileMiBScanned = spansTail.bytesRead / 1024 / 1024;
   spansTail.close();
   await exited;
-  const { peakRssMiB, exitCode } = await stopCollector(collector, id);
+  const { peakRssMiB, exitCode } = await stopMeasured(collector, id).then(({ peakRssBytes, exitCode }) => ({ peakRssMiB: peakRssBytes / 1024 / 1024, exitCode }));
   const attackTraces = new Set(plan.map((a) => a.traceId));
   return {
     attacks: results,

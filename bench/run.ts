@@ -19,10 +19,10 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeTraceProtobuf } from '../src/otlp/decode.ts';
 import { runCodecBench } from './codec.ts';
-import { logTail, startCollector } from './collector-process.ts';
+import { startCollector, stopMeasured } from './collector-process.ts';
 import type { LoadMessage, LoadResult } from './load.ts';
 import { buildRequestPool, SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
+import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
 import { codecTable, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
@@ -143,12 +143,7 @@ async function runScenario(sink: Sink, transport: 'http' | 'grpc', grpcSink: Grp
     await collector.stop();
     throw err;
   }
-  const crashed = collector.exited();
-  const peakRss = crashed ? Number.NaN : peakRssBytes(collector.pid);
-  const exitCode = await collector.stop();
-  if (crashed || exitCode !== 0) {
-    console.warn(`warning: the ${id} collector ${crashed ? 'exited during the scenario' : `exited with ${exitCode ?? 'a kill after the drain timed out'}`}; its log:\n${logTail(collector.logPath)}`);
-  }
+  const { peakRssBytes: peakRss, exitCode } = await stopMeasured(collector, id);
   const { load, cpu } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in ${transport} → ${sink.name}, first: ${load.firstError}`);
 

@@ -27,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAllDocuments } from 'yaml';
-import { logTail, startCollector } from './collector-process.ts';
+import { startCollector, stopMeasured } from './collector-process.ts';
 import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, encodeRequest, idOffsets } from './detection-payload.ts';
 import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES } from '../src/agent/credentials.ts';
@@ -37,7 +37,7 @@ import { decodeTraceProtobuf } from '../src/otlp/decode.ts';
 import type { Span } from '../src/otlp/types.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { writePoolFile } from './payload.ts';
-import { CpuMeter, cpuSeconds, machineBusySeconds, peakRssBytes } from './proc-stats.ts';
+import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
 import { formatTable } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 
@@ -150,10 +150,9 @@ async function measure(mode: Mode, sink: GrpcSink, files: PoolFiles, tmp: string
     child.send({ type: 'stop' });
     const paced = await result;
     await exited;
-    const crashed = collector.exited();
-    const peakRssMiB = crashed ? Number.NaN : peakRssBytes(collector.pid) / 1024 / 1024;
-    const exitCode = await collector.stop();
-    if (crashed || exitCode !== 0) console.warn(`warning: the ${mode.name} collector ${crashed ? 'exited during the run' : `exited with ${exitCode}`}; its log:\n${logTail(collector.logPath)}`);
+    const stopped = await stopMeasured(collector, mode.name);
+    const peakRssMiB = stopped.peakRssBytes / 1024 / 1024;
+    const exitCode = stopped.exitCode;
     if (profileDir) {
       const profile = join(profileDir, `collector-sidecar-bench-${id}.cpuprofile`);
       console.log(`\nCPU profile of the ${mode.name} collector (${profile}):\n${execFileSync(process.execPath, [PROFILE_TOP_SCRIPT, profile, '15'], { cwd: REPO_DIR, encoding: 'utf8' }).trimEnd()}`);
