@@ -169,11 +169,8 @@ export class Baselines {
     this.#totals(this.#view, role, time, 0, 1);
     this.#totals(this.#delta, role, time, 0, 1);
     const key = windowKey(role, this.windowOf(time));
-    for (const w of [windowIn(this.#view, key), windowIn(this.#delta, key)]) {
-      w.invocations++;
-      w.depthSum += depth;
-      if (depth > w.depthMax) w.depthMax = depth;
-    }
+    addInvocation(windowIn(this.#view, key), depth);
+    addInvocation(windowIn(this.#delta, key), depth);
     this.#rt(role).exemplar = ref;
   }
 
@@ -592,6 +589,12 @@ function bandOf(v: number[], f: Feature, cfg: BaselinesConfig, k = cfg.volume.th
   const mad = withMad ? medianOf(v.map((x) => Math.abs(x - median))) : 0;
   const spread = Math.max(1.4826 * mad, cfg.volume.relative_floor * median, ABSOLUTE_FLOOR[f]);
   return { median, threshold: median + k * spread, n: v.length };
+}
+
+function addInvocation(w: WindowAgg, depth: number): void {
+  w.invocations++;
+  w.depthSum += depth;
+  if (depth > w.depthMax) w.depthMax = depth;
 }
 
 function windowIn(data: BaselineData, key: string): WindowAgg {

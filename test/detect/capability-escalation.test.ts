@@ -2,7 +2,7 @@
 // agents that each stayed within their permissions. Hand-built spans in the GenAI conventions'
 // shape (invoke_agent / execute_tool with gen_ai.tool.call.arguments and .result).
 import { describe, expect, it } from 'vitest';
-import { detectHarness, TRACE, type SpanSpec } from '../helpers/detect-harness.ts';
+import { detectHarness, TRACE, type SpanSpec, agentAttrs as agent, toolAttrs as tool, spanId as sid } from '../helpers/detect-harness.ts';
 import type { Finding } from '../../src/detect/finding.ts';
 
 const POLICY = `
@@ -22,16 +22,6 @@ const OTHER =
   'Onboarding checklist for new support staff: shadow two senior colleagues, read the escalation guide, ' +
   'and complete the privacy training before taking live chats on the first Monday.';
 
-const agent = (name: string) => ({ 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': name });
-function tool(name: string, args?: unknown, result?: unknown): Record<string, string> {
-  return {
-    'gen_ai.operation.name': 'execute_tool',
-    'gen_ai.tool.name': name,
-    ...(args !== undefined ? { 'gen_ai.tool.call.arguments': JSON.stringify(args) } : {}),
-    ...(result !== undefined ? { 'gen_ai.tool.call.result': JSON.stringify(result) } : {}),
-  };
-}
-const sid = (s: string) => s.padStart(16, '0');
 
 /** orchestrator(1) → research(2): fetch_url(3); orchestrator → writer(4): kb_write(5). */
 function crossAgent(opts: { fetched?: unknown; written?: unknown; sourceTool?: string; sinkTool?: string } = {}): SpanSpec[] {

@@ -2,7 +2,7 @@
 // host or e-mail address its arguments name) is outside the egress allowlist. Hand-built spans in
 // the GenAI conventions' shape.
 import { describe, expect, it } from 'vitest';
-import { detectHarness, type SpanSpec } from '../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, agentAttrs as agent, toolAttrs as tool, spanId as sid } from '../helpers/detect-harness.ts';
 import type { Finding } from '../../src/detect/finding.ts';
 
 const POLICY = `
@@ -25,16 +25,6 @@ const ROWS = [
 ];
 const UNRELATED = 'Reminder: the all-hands meeting moves to Thursday at ten, bring questions for the leadership panel.';
 
-const agent = (name: string) => ({ 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': name });
-function tool(name: string, args?: unknown, result?: unknown): Record<string, string> {
-  return {
-    'gen_ai.operation.name': 'execute_tool',
-    'gen_ai.tool.name': name,
-    ...(args !== undefined ? { 'gen_ai.tool.call.arguments': JSON.stringify(args) } : {}),
-    ...(result !== undefined ? { 'gen_ai.tool.call.result': JSON.stringify(result) } : {}),
-  };
-}
-const sid = (s: string) => s.padStart(16, '0');
 
 /** analysis(1): sales_db_query(2) (its result `null`: not captured), then format_report(3) with `args`. */
 function oneAgent(args: unknown, result: unknown = { rows: ROWS }): SpanSpec[] {

@@ -1,9 +1,8 @@
 // delegation_loop: a role reappearing in its own delegation chain, reported once where the loop
 // first closes; the same finding whatever order the spans arrive in.
 import { describe, expect, it } from 'vitest';
-import { detectHarness, type SpanSpec } from '../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, spanId as pad } from '../helpers/detect-harness.ts';
 
-const pad = (id: string) => id.padStart(16, '0');
 const agent = (id: string, parent: string | undefined, name: string, t: number, d = 100, service?: string): SpanSpec => ({
   id, ...(parent ? { parent } : {}), name: `invoke_agent ${name}`, t, d, ...(service ? { service } : {}),
   attrs: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': name },

@@ -2,9 +2,8 @@
 // observed roles and roles without a policy give nothing (unless report_observed); child-first
 // arrival gives the same findings.
 import { describe, expect, it } from 'vitest';
-import { detectHarness, type SpanSpec } from '../helpers/detect-harness.ts';
+import { detectHarness, type SpanSpec, spanId as pad } from '../helpers/detect-harness.ts';
 
-const pad = (id: string) => id.padStart(16, '0');
 const agent = (id: string, parent: string | undefined, name: string, t: number, d = 500): SpanSpec => ({
   id, ...(parent ? { parent } : {}), name: `invoke_agent ${name}`, t, d, attrs: { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': name },
 });

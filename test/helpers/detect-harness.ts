@@ -35,6 +35,22 @@ export interface SpanSpec {
 }
 
 export const TRACE = '0123456789abcdef0123456789abcdef';
+
+/** A short span id as the harness pads it (16 hex digits). */
+export const spanId = (short: string) => short.padStart(16, '0');
+
+/** GenAI attributes of an invoke_agent span. */
+export const agentAttrs = (name: string) => ({ 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': name });
+
+/** GenAI attributes of an execute_tool span, with its arguments and result as JSON when given. */
+export function toolAttrs(name: string, args?: unknown, result?: unknown): Record<string, string> {
+  return {
+    'gen_ai.operation.name': 'execute_tool',
+    'gen_ai.tool.name': name,
+    ...(args !== undefined ? { 'gen_ai.tool.call.arguments': JSON.stringify(args) } : {}),
+    ...(result !== undefined ? { 'gen_ai.tool.call.result': JSON.stringify(result) } : {}),
+  };
+}
 const BASE_MS = Date.parse('2026-11-21T10:00:00Z');
 
 export function otlpJson(spans: SpanSpec[]): string {
