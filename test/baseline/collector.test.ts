@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAgentCollector, type AgentCollector } from '../helpers/agent-collector.ts';
-import { adminGet, invoke, until } from '../helpers/agent-traffic.ts';
+import { adminGet, invoke } from '../helpers/agent-traffic.ts';
+import { eventually } from '../helpers/wait.ts';
 import { metricValue } from '../helpers/collector.ts';
 import type { Finding } from '../../src/detect/finding.ts';
 
@@ -55,21 +56,21 @@ describe('baselines in the collector', () => {
 
   it('learns a role, then reports its first new tool once, on the API and on the exported span', async () => {
     for (let i = 0; i < 10; i++) await task(c, 'researcher', ['search', 'fetch_page'], `conv-${i % 4}`);
-    const ready = await until('researcher to be ready', () => api<{ roles: { role: string; state: string }[] }>(c, '/baselines'), (b) => b.roles.some((r) => r.role === 'researcher' && r.state === 'ready'));
+    const ready = await eventually('researcher to be ready', () => api<{ roles: { role: string; state: string }[] }>(c, '/baselines'), (b) => b.roles.some((r) => r.role === 'researcher' && r.state === 'ready'));
     expect(ready.roles.find((r) => r.role === 'researcher')).toMatchObject({ state: 'ready', calls: 20, invocations: 10 });
     expect(await findings(c, 'baseline_new_tool')).toEqual([]);
-    await until('the learnt log line', async () => c.collector.logs.filter((l) => l.msg === 'baseline learnt: role now alerts on departures' && l.role === 'researcher'), (l) => l.length === 1);
+    await eventually('the learnt log line', async () => c.collector.logs.filter((l) => l.msg === 'baseline learnt: role now alerts on departures' && l.role === 'researcher'), (l) => l.length === 1);
 
     const traceId = await task(c, 'researcher', ['search', 'wire_money'], 'conv-x');
-    const [f] = await until('the finding', () => findings(c, 'baseline_new_tool'), (l) => l.length > 0);
+    const [f] = await eventually('the finding', () => findings(c, 'baseline_new_tool'), (l) => l.length > 0);
     expect(f).toMatchObject({ kind: 'baseline_new_tool', traceId, owasp: 'ASI10', evidence: { role: 'researcher', dimension: 'tool', value: 'wire_money', learnt_values: 2 } });
     // Learnt at once: the same new tool again is no second finding.
     await task(c, 'researcher', ['wire_money'], 'conv-y');
-    await until('the second trace to be learnt', () => api<Profile>(c, '/baselines/researcher'), (p) => p.tools.some((t) => t.value === 'wire_money' && t.observations === 2));
+    await eventually('the second trace to be learnt', () => api<Profile>(c, '/baselines/researcher'), (p) => p.tools.some((t) => t.value === 'wire_money' && t.observations === 2));
     expect(await findings(c, 'baseline_new_tool')).toHaveLength(1);
 
     const exported = await c.exported(1);
-    const shows = await until('the exported span', async () => (await c.exported(1)).find((s) => s.spanId === f!.spanIds[0]), (s) => s !== undefined);
+    const shows = await eventually('the exported span', async () => (await c.exported(1)).find((s) => s.spanId === f!.spanIds[0]), (s) => s !== undefined);
     expect(shows!.attributes['agentsec.finding.kind']).toBe('baseline_new_tool');
     expect(exported.length).toBeGreaterThan(0);
   });
@@ -93,18 +94,18 @@ describe('baselines in the collector', () => {
 
   it('reloads the policy when the file changes, and keeps the old one when the new one is broken', async () => {
     writeFileSync(policyPath, 'roles:\n  researcher: { mode: enforce, allowed_tools: [search] }\n');
-    await until('the reload', async () => c.collector.logs.filter((l) => l.msg === 'policy reloaded').length, (n) => n >= 1);
+    await eventually('the reload', async () => c.collector.logs.filter((l) => l.msg === 'policy reloaded').length, (n) => n >= 1);
     await task(c, 'researcher', ['fetch_page'], 'conv-z');
-    await until('a policy_violation', () => findings(c, 'policy_violation'), (l) => l.some((f) => (f.evidence as { value?: string }).value === 'fetch_page'));
+    await eventually('a policy_violation', () => findings(c, 'policy_violation'), (l) => l.some((f) => (f.evidence as { value?: string }).value === 'fetch_page'));
 
     writeFileSync(policyPath, 'roles:\n  researcher: { mode: enforce, allowed_tools: [search], max_dept: 3 }\n');
-    const rejected = await until('the rejection', async () => c.collector.logs.filter((l) => l.msg === 'new policy rejected; the previous one stays in force'), (l) => l.length >= 1);
+    const rejected = await eventually('the rejection', async () => c.collector.logs.filter((l) => l.msg === 'new policy rejected; the previous one stays in force'), (l) => l.length >= 1);
     expect(JSON.stringify(rejected[0]!.issues)).toContain('max_dept');
     const metrics = await (await fetch(`${c.collector.adminUrl}/metrics`)).text();
     expect(metricValue(metrics, 'agentsec_policy_reloads_total', { result: 'rejected' })).toBe(1);
     // The old policy is still enforced: fetch_page in a new trace is a violation again.
     const traceId = await task(c, 'researcher', ['fetch_page'], 'conv-w');
-    await until('a violation under the old policy', () => findings(c, 'policy_violation'), (l) => l.some((f) => f.traceId === traceId));
+    await eventually('a violation under the old policy', () => findings(c, 'policy_violation'), (l) => l.some((f) => f.traceId === traceId));
   });
 
   it('keeps every profile across a restart', async () => {
@@ -117,7 +118,7 @@ describe('baselines in the collector', () => {
     // Known after the restart: no finding for a learnt tool, one for a new one.
     await task(c, 'researcher', ['search', 'fetch_page', 'wire_money'], 'conv-v');
     const traceId = await task(c, 'researcher', ['purge_cache'], 'conv-u');
-    const got = await until('the new finding', () => findings(c, 'baseline_new_tool'), (l) => l.length > 0);
+    const got = await eventually('the new finding', () => findings(c, 'baseline_new_tool'), (l) => l.length > 0);
     expect(got.map((f) => [f.traceId, (f.evidence as { value: string }).value])).toEqual([[traceId, 'purge_cache']]);
   });
 });

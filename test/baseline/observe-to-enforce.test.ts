@@ -30,6 +30,7 @@ import { AgentCast, Rng, makeCredentials, type TaskPlan } from '../../demo/agent
 import { ATTACKS, normalTask, policyViolationAttack, TEST_SIZE, type Attack } from '../../demo/scenarios.ts';
 import type { Finding, FindingKind } from '../../src/detect/finding.ts';
 import type { GeneratedPolicy } from '../../src/baseline/generate.ts';
+import { eventually } from '../helpers/wait.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DEMO_POLICY = join(REPO, 'config/policies/demo.yaml');
@@ -81,14 +82,6 @@ async function findings(c: AgentCollector): Promise<Finding[]> {
   return (await getJson<{ findings: Finding[] }>(`${c.collector.adminUrl}/api/findings`)).findings;
 }
 
-async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const show = (fs: readonly Finding[]) => fs.map((f) => `${f.kind} ${f.chain.map((h) => h.role).join('>')}: ${f.summary}`).join('\n');
 
@@ -123,7 +116,7 @@ describe('observe-to-enforce: baselines → generated policy → enforced', () =
     for (const [i, plan] of plans.entries()) await send(cast, plan, t0 + i * MIN);
 
     const api = `${teach.collector.adminUrl}/api`;
-    const baselines = await until('every role learnt', () => getJson<{ store: string; roles: { role: string; state: string; invocations: number }[] }>(`${api}/baselines`), (b) => b.roles.find((r) => r.role === 'writer')?.invocations === TASKS);
+    const baselines = await eventually('every role learnt', () => getJson<{ store: string; roles: { role: string; state: string; invocations: number }[] }>(`${api}/baselines`), (b) => b.roles.find((r) => r.role === 'writer')?.invocations === TASKS);
     expect(baselines.store).toBe('sqlite');
     expect(baselines.roles.map((r) => r.role).sort()).toEqual(['analysis', 'orchestrator', 'research', 'writer']);
     expect(baselines.roles.every((r) => r.state === 'ready'), JSON.stringify(baselines)).toBe(true);
@@ -245,7 +238,7 @@ describe('observe-to-enforce: baselines → generated policy → enforced', () =
       for (const [j, plan] of attackPlans.entries()) traces.add(await send(cast, plan, attackAt + 2 * k * MIN + j * 1500));
       const expectViolation = EXPECT[attack.name]!.violation;
       const wanted: FindingKind[] = expectViolation ? ['policy_violation', ...attack.expect] : attack.expect;
-      const got = await until(
+      const got = await eventually(
         attack.name,
         async () => (await findings(guard)).filter((f) => traces.has(f.traceId)),
         (fs) => wanted.every((w) => fs.some((f) => f.kind === w)),

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
-import { adminGet, recordInvocation, sendSpans, until, type Invocation } from '../helpers/agent-traffic.ts';
+import { adminGet, recordInvocation, sendSpans, type Invocation } from '../helpers/agent-traffic.ts';
+import { eventually } from '../helpers/wait.ts';
 import { startAgentCollector } from '../helpers/agent-collector.ts';
 import { redisUnavailable, startRedis } from '../helpers/redis.ts';
 import { parsePolicy } from '../../src/detect/policy.ts';
@@ -145,9 +146,9 @@ describe.skipIf(noRedis !== undefined)(`two collector processes sharing Redis${n
       }
       const roles = ['planner', 'researcher', 'writer'];
       for (const role of roles) {
-        const want = await until(`${role} in the single collector`, () => adminGet<Profile>(one.collector.adminUrl, `/api/baselines/${role}`).catch(() => undefined), (p) => p !== undefined && p.invocations === invocations.filter((x) => x.role === role || x.delegate?.role === role).length);
+        const want = await eventually(`${role} in the single collector`, () => adminGet<Profile>(one.collector.adminUrl, `/api/baselines/${role}`).catch(() => undefined), (p) => p !== undefined && p.invocations === invocations.filter((x) => x.role === role || x.delegate?.role === role).length);
         for (const replica of [a, b]) {
-          const got = await until(`${role} merged in a replica`, () => adminGet<Profile>(replica.adminUrl, `/api/baselines/${role}`).catch(() => undefined), (p) => p !== undefined && p.invocations === want!.invocations && p.calls === want!.calls);
+          const got = await eventually(`${role} merged in a replica`, () => adminGet<Profile>(replica.adminUrl, `/api/baselines/${role}`).catch(() => undefined), (p) => p !== undefined && p.invocations === want!.invocations && p.calls === want!.calls);
           expect(comparable(got!)).toEqual(comparable(want!));
         }
       }
@@ -172,18 +173,18 @@ describe('a collector process and its policy', () => {
     let exit: number | null = null;
     try {
       for (const inv of plan(24)) await sendSpans(p.httpUrl, (await recordInvocation(inv)).spans);
-      await until('the researcher profile', () => adminGet<Profile>(p.adminUrl, '/api/baselines/researcher').catch(() => undefined), (x) => x !== undefined && x.invocations === 12);
+      await eventually('the researcher profile', () => adminGet<Profile>(p.adminUrl, '/api/baselines/researcher').catch(() => undefined), (x) => x !== undefined && x.invocations === 12);
 
       writeFileSync(policy, 'roles:\n  writer: { mode: enforce, allowed_tools: [draft] }\n');
       p.child.kill('SIGHUP');
-      await until('the reload', async () => p.logs.filter((l) => l.msg === 'policy reloaded').length, (n) => n === 1);
+      await eventually('the reload', async () => p.logs.filter((l) => l.msg === 'policy reloaded').length, (n) => n === 1);
       writeFileSync(policy, 'roles: [not, a, map]\n');
       p.child.kill('SIGHUP');
-      const rejected = await until('the rejection', async () => p.logs.filter((l) => String(l.msg).startsWith('new policy rejected')), (l) => l.length === 1);
+      const rejected = await eventually('the rejection', async () => p.logs.filter((l) => String(l.msg).startsWith('new policy rejected')), (l) => l.length === 1);
       expect(JSON.stringify(rejected[0]!.issues)).toContain('policy::roles');
       // Still running, with the previous policy: publish by the writer is a violation.
       await sendSpans(p.httpUrl, (await recordInvocation({ role: 'writer', tools: ['publish'], conversation: 'z' })).spans);
-      const violations = await until('a violation', () => adminGet<{ findings: { evidence: { value: string } }[] }>(p.adminUrl, '/api/findings?kind=policy_violation'), (r) => r.findings.length > 0);
+      const violations = await eventually('a violation', () => adminGet<{ findings: { evidence: { value: string } }[] }>(p.adminUrl, '/api/findings?kind=policy_violation'), (r) => r.findings.length > 0);
       expect(violations.findings.map((f) => f.evidence.value)).toEqual(['publish']);
     } finally {
       exit = await p.stop();

@@ -19,6 +19,7 @@ import { detectHarness } from '../helpers/detect-harness.ts';
 import { makeTestCertificate } from '../helpers/fake-backend.ts';
 import { testHost, testSettings, type TestSettings } from '../helpers/settings.ts';
 import { TracesSink } from '../helpers/sink.ts';
+import { until } from '../helpers/wait.ts';
 
 // ------------------------------------------------------------------ fakes and helpers
 
@@ -207,13 +208,6 @@ async function sinksFor(raw: Record<string, unknown>): Promise<Sinks> {
 /** Retries fast, so that a wait the test measures comes from the server's hint. */
 const FAST_RETRY = { initial_interval: '10ms', max_interval: '50ms', randomization_factor: 0 };
 
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 async function freePort(): Promise<number> {
   const server = http.createServer();

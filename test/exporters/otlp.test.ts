@@ -10,6 +10,7 @@ import type { Exporter } from '../../src/component/types.ts';
 import { makeBatch, spanFingerprint, spansOf } from '../helpers/batch.ts';
 import { FakeBackend, makeTestCertificate } from '../helpers/fake-backend.ts';
 import { testHost, testSettings, type TestSettings } from '../helpers/settings.ts';
+import { until } from '../helpers/wait.ts';
 
 const ID = 'otlp/backend';
 const CTX = { receiver: 'otlp', transport: 'grpc' } as const;
@@ -60,13 +61,6 @@ async function exporterFor(raw: Record<string, unknown>): Promise<Harness> {
 /** Retries fast, so that a wait the test measures comes from the server's hint. */
 const FAST_RETRY = { initial_interval: '10ms', max_interval: '100ms', randomization_factor: 0 };
 
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function parseIssues(raw: unknown): string[] {
   const result = OtlpExporterConfig.safeParse(raw);

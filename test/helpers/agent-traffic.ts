@@ -1,6 +1,6 @@
 // Agent traffic for the baseline tests: invocations made with the OpenTelemetry API under a real
-// NodeSDK (GenAI semantic conventions), sent by the official OTLP/proto exporter; and small
-// polling helpers for the admin API.
+// NodeSDK (GenAI semantic conventions), sent by the official OTLP/proto exporter; and a GET of
+// the admin API.
 import { trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -51,13 +51,3 @@ export async function adminGet<T>(adminUrl: string, path: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-/** Polls `get` until `ok`, or fails saying what it waited for and what it saw last. */
-export async function until<T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (ok(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}

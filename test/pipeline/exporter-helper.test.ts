@@ -15,6 +15,7 @@ import {
 } from '../../src/pipeline/exporter-helper.ts';
 import { makeBatch } from '../helpers/batch.ts';
 import { testHost, testSettings } from '../helpers/settings.ts';
+import { until } from '../helpers/wait.ts';
 
 const ID = 'test/exp';
 
@@ -64,13 +65,6 @@ function gatedPush() {
   return { calls, push };
 }
 
-async function until(check: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 describe('config', () => {
   it('fills every default from {}', () => {

@@ -13,6 +13,7 @@ import { ListenError } from '../../src/receivers/otlp/listen.ts';
 import { TracesSink } from '../helpers/sink.ts';
 import { testHost, testSettings } from '../helpers/settings.ts';
 import { grpcClient, grpcExport, httpRequest, postProtobuf, protobufRequest, span, startReceiver } from './otlp-helpers.ts';
+import { until } from '../helpers/wait.ts';
 
 const schema = otlpReceiverFactory.config;
 
@@ -146,13 +147,6 @@ class GatedSink extends TracesSink {
   }
 }
 
-async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 describe('shutdown with requests in flight', () => {
   it('waits for them to finish', async () => {

@@ -18,7 +18,8 @@ import { BatchSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentCast, makeCredentials, Rng } from '../../demo/agents.ts';
 import { ATTACKS } from '../../demo/scenarios.ts';
-import { compose, composeEnv, composeMounts, composeMs, containerArgv, freePort, image, k8sManifests, PathMap, podContainers, REPO, readRepo, runCommand, terminate, until, withoutInit, type Running } from './deploy.ts';
+import { compose, composeEnv, composeMounts, composeMs, containerArgv, freePort, image, k8sManifests, PathMap, podContainers, REPO, readRepo, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { eventually } from '../helpers/wait.ts';
 import { stageHealthcheck } from './dockerfile.ts';
 import { JaegerStandIn, TempoStandIn } from './standins.ts';
 
@@ -116,10 +117,10 @@ describe('docker compose: the collector container, run here, exporting to Jaeger
     const window = `query.startTimeMin=${new Date(Date.now() - 3_600_000).toISOString()}&query.startTimeMax=${new Date(Date.now() + 60_000).toISOString()}`;
     const search = (kind: string) =>
       fetch(`${jaeger.queryUrl}/api/v3/traces?query.serviceName=agentsec&query.attributes=${encodeURIComponent(JSON.stringify({ 'agentsec.finding.kind': kind }))}&${window}`);
-    const found = await until('the flagged trace in the Jaeger stand-in', 20_000, async () => {
+    const found = (await eventually('the flagged trace in the Jaeger stand-in', async () => {
       const res = await search('credential_forwarding');
       return res.status === 200 ? ((await res.json()) as { result: OtlpJson }).result : undefined;
-    });
+    }, (r) => r !== undefined, 20_000))!;
     const spans = found.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans.map((s) => ({ ...s, service: strAttr(rs.resource?.attributes, 'service.name') }))));
     expect(new Set(spans.map((s) => s.traceId))).toEqual(new Set([attackTrace]));
     // The finding span (service agentsec), and the agent span that shows the finding, tagged.

@@ -10,6 +10,7 @@ import { join, resolve } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseDuration } from '../../src/config/units.ts';
 import { parseDockerfile, stageCmd, stageEntrypoint, stageEnv, stageWorkdir, type Stage } from './dockerfile.ts';
+import { eventually } from '../helpers/wait.ts';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const repoPath = (p: string) => join(REPO, p);
@@ -256,15 +257,6 @@ export function freePort(): Promise<number> {
 }
 
 /** Polls `check` until it returns a value (not undefined) or the deadline passes. */
-export async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // ---------------------------------------------------------------------------------- running
 
@@ -288,10 +280,10 @@ export async function runCommand(command: string[], env: Record<string, string>,
   let gone = false;
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   void exited.then(() => (gone = true));
-  await until(`${adminUrl}/readyz`, 20_000, async () => {
+  await eventually(`${adminUrl}/readyz`, async () => {
     if (gone) throw new Error(`the collector exited before it was ready:\n${output}`);
-    return (await fetch(`${adminUrl}/readyz`).catch(() => undefined))?.status === 200 ? true : undefined;
-  });
+    return (await fetch(`${adminUrl}/readyz`).catch(() => undefined))?.status === 200;
+  }, (ready) => ready, 20_000);
   return { child, exited, output: () => output };
 }
 

@@ -26,7 +26,8 @@ import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
 import { plainSpans } from '../helpers/plain-spans.ts';
 import { redisUnavailable, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { configMapMounts, freePort, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, until, withoutInit, type Running } from './deploy.ts';
+import { configMapMounts, freePort, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { eventually } from '../helpers/wait.ts';
 
 const img = image();
 const all = k8sManifests();
@@ -162,7 +163,7 @@ async function findings(c: Collector, traceId: string): Promise<Finding[]> {
 
 /** The credential_forwarding finding of a trace, once made. */
 function forwardingFinding(c: Collector, traceId: string): Promise<Finding> {
-  return until(`credential_forwarding in ${traceId}`, 15_000, async () => (await findings(c, traceId)).find((f) => f.kind === 'credential_forwarding'));
+  return eventually(`credential_forwarding in ${traceId}`, async () => (await findings(c, traceId)).find((f) => f.kind === 'credential_forwarding'), (f) => f !== undefined, 15_000).then((f) => f!);
 }
 
 /** Every span of a trace the backend received, as plain data. */
