@@ -101,8 +101,8 @@ async function waitUntilReady(url: string, exited: () => boolean): Promise<void>
   throw new Error(`the collector was not ready within ${READY_TIMEOUT_MS / 1000} s (${url})`);
 }
 
-/** A port that was free a moment ago (the collector binds it right after). */
-function freePort(): Promise<number> {
+/** A loopback port that was free a moment ago (whoever asked binds it right after). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

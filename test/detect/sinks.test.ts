@@ -20,6 +20,7 @@ import { makeTestCertificate } from '../helpers/fake-backend.ts';
 import { testHost, testSettings, type TestSettings } from '../helpers/settings.ts';
 import { TracesSink } from '../helpers/sink.ts';
 import { until } from '../helpers/wait.ts';
+import { freePort } from '../../bench/collector-process.ts';
 
 // ------------------------------------------------------------------ fakes and helpers
 
@@ -209,13 +210,6 @@ async function sinksFor(raw: Record<string, unknown>): Promise<Sinks> {
 const FAST_RETRY = { initial_interval: '10ms', max_interval: '50ms', randomization_factor: 0 };
 
 
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
 
 function issuesOf(raw: unknown): string[] {
   const result = DetectConfig.safeParse(raw);

@@ -2,8 +2,8 @@
 // spawned here on a free loopback port when redis-server is installed. Each test takes its own
 // key prefix, so tests sharing a server never see each other's keys.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { freePort } from '../../bench/collector-process.ts';
 
 export interface TestRedis {
   url: string;
@@ -19,16 +19,6 @@ export function redisUnavailable(): string | undefined {
   return probe.error || probe.status !== 0 ? 'redis-server is not installed (apt-get install redis-server; .ci/run installs it) and AGENTSEC_TEST_REDIS_URL is not set' : undefined;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 export async function startRedis(): Promise<TestRedis> {
   const prefix = () => `agentsec-test:{${randomBytes(6).toString('hex')}}:`;

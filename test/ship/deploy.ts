@@ -4,13 +4,13 @@
 // variables resolved from the manifests (Secrets, field references).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseDuration } from '../../src/config/units.ts';
 import { parseDockerfile, stageCmd, stageEntrypoint, stageEnv, stageWorkdir, type Stage } from './dockerfile.ts';
 import { eventually } from '../helpers/wait.ts';
+export { freePort } from '../../bench/collector-process.ts';
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const repoPath = (p: string) => join(REPO, p);
@@ -245,16 +245,6 @@ export function hostOf(endpoint: string): string {
   return m[1]!;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const s = createServer();
-    s.once('error', fail);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => done(port));
-    });
-  });
-}
 
 /** Polls `check` until it returns a value (not undefined) or the deadline passes. */
 
