@@ -46,6 +46,10 @@ export interface AgentCollector {
   graph(traceId: string): Promise<TraceGraphJson>;
   /** Waits until the backend has at least n spans, then returns every exported span. */
   exported(n: number, timeoutMs?: number): Promise<PlainSpan[]>;
+  /** The graph of a trace, once the collector has counted `spans` spans of it. */
+  graphOf(traceId: string, spans: number, timeoutMs?: number): Promise<TraceGraphJson>;
+  /** The exported spans of one trace, once `count` of them have left the collector. */
+  exportedOf(traceId: string, count: number, timeoutMs?: number): Promise<PlainSpan[]>;
   stop(): Promise<void>;
 }
 
@@ -83,19 +87,39 @@ service:
   pipelines:
     traces: { receivers: [otlp], processors: [${(opts.processors ?? ['normalize', 'tracegraph', 'enrich']).join(', ')}], exporters: [otlp] }
 `);
+  async function graph(traceId: string): Promise<TraceGraphJson> {
+    const res = await fetch(`${collector.adminUrl}/api/traces/${traceId}/graph`);
+    if (res.status !== 200) throw new Error(`graph of ${traceId}: HTTP ${res.status} ${await res.text()}`);
+    return (await res.json()) as TraceGraphJson;
+  }
+  async function exported(n: number, timeoutMs = 15_000): Promise<PlainSpan[]> {
+    await backend.waitForDelivered(n, timeoutMs);
+    return plainSpans(backend.requests.filter((r) => r.answer.kind === 'success').map((r) => ({ resourceSpans: decodeAll(r.body) })));
+  }
   return {
     collector,
     backend,
     httpUrl: collector.httpUrl,
     grpcAddress: collector.grpcAddress,
-    async graph(traceId) {
-      const res = await fetch(`${collector.adminUrl}/api/traces/${traceId}/graph`);
-      if (res.status !== 200) throw new Error(`graph of ${traceId}: HTTP ${res.status} ${await res.text()}`);
-      return (await res.json()) as TraceGraphJson;
+    graph,
+    exported,
+    async graphOf(traceId, spans, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const g = await graph(traceId).catch((err: unknown) => err as Error);
+        if (!(g instanceof Error) && g.spanCount >= spans) return g;
+        if (Date.now() > deadline) throw new Error(`graph of ${traceId} after ${timeoutMs} ms: ${g instanceof Error ? g.message : JSON.stringify(g)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
-    async exported(n, timeoutMs = 15_000) {
-      await backend.waitForDelivered(n, timeoutMs);
-      return plainSpans(backend.requests.filter((r) => r.answer.kind === 'success').map((r) => ({ resourceSpans: decodeAll(r.body) })));
+    async exportedOf(traceId, count, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const spans = (await exported(1, Math.max(1, deadline - Date.now()))).filter((s) => s.traceId === traceId);
+        if (spans.length >= count) return spans;
+        if (Date.now() > deadline) throw new Error(`${spans.length} of ${count} spans of ${traceId} exported after ${timeoutMs} ms: ${spans.map((s) => s.name).join(', ')}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
     async stop() {
       await collector.stop();

@@ -36,7 +36,7 @@ import { Observability } from '@mastra/observability';
 import { OtelExporter } from '@mastra/otel-exporter';
 import { z } from 'zod';
 import { decodeTraceProtobuf } from '../../../src/otlp/decode.ts';
-import { startAgentCollector, type AgentCollector, type TraceGraphJson } from '../../helpers/agent-collector.ts';
+import { startAgentCollector, type AgentCollector } from '../../helpers/agent-collector.ts';
 import { FakeBackend } from '../../helpers/fake-backend.ts';
 import { plainSpans, type PlainSpan } from '../../helpers/plain-spans.ts';
 import { scriptedModel } from './fixtures/mastra-scripted-model.ts';
@@ -60,27 +60,7 @@ afterAll(async () => {
   await wire?.close();
 });
 
-/** The collector's graph of a trace, once it has counted `spans` spans. */
-async function graphOf(traceId: string, spans: number, timeoutMs = 10_000): Promise<TraceGraphJson> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const g = await ac.graph(traceId).catch((err: unknown) => err as Error);
-    if (!(g instanceof Error) && g.spanCount >= spans) return g;
-    if (Date.now() > deadline) throw new Error(`graph of ${traceId} after ${timeoutMs} ms: ${g instanceof Error ? g.message : JSON.stringify(g)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
-/** Exported spans of one trace, once `count` of them have left the collector. */
-async function exportedOf(traceId: string, count: number, timeoutMs = 15_000): Promise<PlainSpan[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const spans = (await ac.exported(1, Math.max(1, deadline - Date.now()))).filter((s) => s.traceId === traceId);
-    if (spans.length >= count) return spans;
-    if (Date.now() > deadline) throw new Error(`${spans.length} of ${count} spans of ${traceId} exported after ${timeoutMs} ms: ${spans.map((s) => s.name).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('Mastra supervisor with a sub-agent', () => {
   let traceId = '';
@@ -161,7 +141,7 @@ describe('Mastra supervisor with a sub-agent', () => {
   });
 
   test('graph: supervisor at depth 0 delegates to analyst at depth 1', async () => {
-    const g = await graphOf(traceId, spans.length);
+    const g = await ac.graphOf(traceId, spans.length);
     expect(g.traceId).toBe(traceId);
     expect(g.spanCount).toBe(spans.length);
     expect(g.nodes.map((n) => n.role).sort()).toEqual(['analyst', 'supervisor']);
@@ -179,7 +159,7 @@ describe('Mastra supervisor with a sub-agent', () => {
   });
 
   test('exported spans carry the agentsec.* chain attributes of their agent', async () => {
-    const out = await exportedOf(traceId, spans.length);
+    const out = await ac.exportedOf(traceId, spans.length);
     expect(out.map((s) => s.spanId).sort()).toEqual(spans.map((s) => s.spanId).sort());
     expect(one('execute_tool sql_query', out).attributes).toMatchObject({
       'agentsec.agent.role': 'analyst',

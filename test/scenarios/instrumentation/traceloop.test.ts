@@ -42,8 +42,7 @@ import { z } from 'zod';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import type { ExportResult } from '@opentelemetry/core';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { startAgentCollector, type AgentCollector, type TraceGraphJson } from '../../helpers/agent-collector.ts';
-import type { PlainSpan } from '../../helpers/plain-spans.ts';
+import { startAgentCollector, type AgentCollector } from '../../helpers/agent-collector.ts';
 
 /** What Traceloop handed to its exporter, as it handed it. */
 interface SentSpan {
@@ -139,27 +138,7 @@ async function runIncidentWithLlm(): Promise<string> {
         }))));
 }
 
-/** Exported spans of one trace, once `count` of them have left the collector. */
-async function exportedOf(traceId: string, count: number, timeoutMs = 15_000): Promise<PlainSpan[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const spans = (await ac.exported(1, Math.max(1, deadline - Date.now()))).filter((s) => s.traceId === traceId);
-    if (spans.length >= count) return spans;
-    if (Date.now() > deadline) throw new Error(`${spans.length} of ${count} spans of ${traceId} exported after ${timeoutMs} ms: ${spans.map((s) => s.name).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
-/** The collector's graph of a trace, once it has counted `spans` spans. */
-async function graphOf(traceId: string, spans: number, timeoutMs = 10_000): Promise<TraceGraphJson> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const g = await ac.graph(traceId).catch((err: unknown) => err as Error);
-    if (!(g instanceof Error) && g.spanCount >= spans) return g;
-    if (Date.now() > deadline) throw new Error(`graph of ${traceId} after ${timeoutMs} ms: ${g instanceof Error ? g.message : JSON.stringify(g)}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const SPANS = ['incident.workflow', 'ops.agent', 'read_logs.tool', 'delegate_research.tool', 'research.agent', 'web_search.tool'];
 
@@ -201,7 +180,7 @@ describe('OpenLLMetry/Traceloop withWorkflow/withAgent/withTool', () => {
   });
 
   test('graph: ops is the root agent, research is delegated by ops at depth 1', async () => {
-    const g = await graphOf(traceId, SPANS.length);
+    const g = await ac.graphOf(traceId, SPANS.length);
     expect(g.traceId).toBe(traceId);
     expect(g.spanCount).toBe(SPANS.length);
     const ops = g.nodes.find((n) => n.role === 'ops')!;
@@ -222,14 +201,14 @@ describe('OpenLLMetry/Traceloop withWorkflow/withAgent/withTool', () => {
   // it is the resource service.name. If the collector makes it an agent, it must be the root of
   // ops (edge, depth 1 for ops); making it a second, unconnected root at depth 0 is inconsistent.
   test('the Traceloop workflow span is not an agent of its own', async () => {
-    const g = await graphOf(traceId, SPANS.length);
+    const g = await ac.graphOf(traceId, SPANS.length);
     expect(g.nodes.map((n) => n.role).sort()).toEqual(['ops', 'research']);
-    const spans = await exportedOf(traceId, SPANS.length);
+    const spans = await ac.exportedOf(traceId, SPANS.length);
     expect(spans.find((s) => s.name === 'incident.workflow')!.attributes['agentsec.agent.role']).toBeUndefined();
   });
 
   test('exported spans carry the agentsec.* chain attributes of their agent', async () => {
-    const spans = await exportedOf(traceId, SPANS.length);
+    const spans = await ac.exportedOf(traceId, SPANS.length);
     expect(spans.map((s) => s.name).sort()).toEqual([...SPANS].sort());
     const at = (name: string) => spans.find((s) => s.name === name)!.attributes;
     expect(at('web_search.tool')).toMatchObject({
@@ -271,7 +250,7 @@ describe('OpenLLMetry/Traceloop with an AI SDK call inside the delegated agent',
   });
 
   test('graph and exported spans: the AI SDK calls belong to research, at depth 1', async () => {
-    const g = await graphOf(traceId, names.length);
+    const g = await ac.graphOf(traceId, names.length);
     const ops = g.nodes.find((n) => n.role === 'ops')!;
     const research = g.nodes.find((n) => n.role === 'research')!;
     expect(ops).toMatchObject({ depth: 0, path: 'ops' });
@@ -282,7 +261,7 @@ describe('OpenLLMetry/Traceloop with an AI SDK call inside the delegated agent',
     expect(research.targets.join(' ')).toContain('nvd.example.org');
     expect(g.edges.map((e) => `${e.fromRole}>${e.toRole}:${e.via}`)).toEqual(['ops>research:parent_child']);
 
-    const spans = await exportedOf(traceId, names.length);
+    const spans = await ac.exportedOf(traceId, names.length);
     const aiSpans = spans.filter((s) => s.scope.name === 'ai');
     expect(aiSpans).toHaveLength(4);
     for (const s of aiSpans) {
