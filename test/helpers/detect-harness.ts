@@ -13,7 +13,7 @@ import { decodeTraceJson, decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import type { Finding } from '../../src/detect/finding.ts';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
-import { plainSpans, type PlainSpan } from './plain-spans.ts';
+import { hrMs, plainSpans, type PlainSpan } from './plain-spans.ts';
 import { TracesSink } from './sink.ts';
 import { testSettings } from './settings.ts';
 
@@ -129,11 +129,10 @@ export function detectHarness(policyYaml = '', detectConfig: Record<string, unkn
 
 /** Spans an OTel SDK recorded, as the harness takes them (attributes as recorded; start floored and end ceiled to whole ms, so that containment is kept). */
 export function specsFromSdk(spans: readonly ReadableSpan[]): SpanSpec[] {
-  const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
-  const t0 = Math.min(...spans.map((s) => ms(s.startTime)));
+  const t0 = Math.min(...spans.map((s) => hrMs(s.startTime)));
   return spans.map((s) => {
-    const start = Math.floor(ms(s.startTime) - t0);
-    const end = Math.ceil(ms(s.endTime) - t0);
+    const start = Math.floor(hrMs(s.startTime) - t0);
+    const end = Math.ceil(hrMs(s.endTime) - t0);
     const attrs: NonNullable<SpanSpec['attrs']> = {};
     for (const [k, v] of Object.entries(s.attributes)) {
       if (typeof v === 'string') attrs[k] = v;

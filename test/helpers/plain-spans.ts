@@ -76,3 +76,6 @@ export function plainSpans(batches: readonly { resourceSpans: readonly ResourceS
   }
   return out;
 }
+
+/** An OTel HrTime in milliseconds since the epoch. */
+export const hrMs = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;

@@ -17,6 +17,7 @@ import { detectHarness, type DetectHarness } from '../helpers/detect-harness.ts'
 import type { Finding } from '../../src/detect/finding.ts';
 import { AGENTS, AgentCast, Rng, makeCredentials, seededIds, spanCount, type AgentName, type TaskPlan } from '../../demo/agents.ts';
 import { ATTACKS, DEMO_SIZE, normalTask, policyViolationAttack, TEST_SIZE, type Attack } from '../../demo/scenarios.ts';
+import { hrMs } from '../helpers/plain-spans.ts';
 
 const POLICY = readFileSync(new URL('../../config/policies/demo.yaml', import.meta.url), 'utf8');
 const TRACES = 10_000;
@@ -65,7 +66,7 @@ function system(seed: number, policy = POLICY) {
 
 function lastEnd(spans: readonly ReadableSpan[]): number {
   let t = 0;
-  for (const s of spans) t = Math.max(t, s.endTime[0] * 1e3 + s.endTime[1] / 1e6);
+  for (const s of spans) t = Math.max(t, hrMs(s.endTime));
   return t;
 }
 

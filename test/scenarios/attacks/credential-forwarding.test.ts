@@ -28,6 +28,7 @@ import { encodeTraceProtobuf } from '../../../src/otlp/encode.ts';
 import type { TracesConsumer } from '../../../src/component/types.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
+import { hrMs } from '../../helpers/plain-spans.ts';
 
 const POLICY = 'internal_domains: [internal]';
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -115,7 +116,6 @@ function pipeline(behindSidecar = false): { h: DetectHarness; send(spans: Readab
   };
 }
 
-const hrMs = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
 const comparable = (f: Finding) => ({ id: f.id, kind: f.kind, severity: f.severity, confidence: f.confidence, roles: f.chain.map((c) => c.role), shows: f.spanIds[0], evidence: f.evidence });
 
 describe('attack: a customer-read token forwarded two hops down (AI SDK v6)', () => {

@@ -27,7 +27,7 @@ import { z } from 'zod';
 import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
-import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
+import { describeSpans, textStep, toolCallStep, lastToolOutput, round, type Prompt } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
 const POLICY = readFileSync(new URL('../../../config/policies/demo.yaml', import.meta.url), 'utf8');
 /** The demo policy with every `source: untrusted` label removed: web content trusted. */
@@ -49,24 +49,11 @@ const INTERNAL =
 
 // ---------------------------------------------------------------------------------- helpers
 
-type Prompt = { role: string; content: unknown }[];
-/** The last result of `toolName` in a model prompt, as the tool returned it. */
-function lastToolOutput(prompt: Prompt, toolName: string): unknown {
-  for (const m of [...prompt].reverse()) {
-    if (m.role !== 'tool' || !Array.isArray(m.content)) continue;
-    for (const part of m.content as { type: string; toolName: string; output: { value: unknown } }[]) {
-      if (part.type === 'tool-result' && part.toolName === toolName) return part.output.value;
-    }
-  }
-  return undefined;
-}
 /** The user's text in a model prompt. */
 function userText(prompt: Prompt): string {
   const user = prompt.find((m) => m.role === 'user');
   return Array.isArray(user?.content) ? (user.content as { type: string; text?: string }[]).map((p) => p.text ?? '').join('') : String(user?.content ?? '');
 }
-/** How many times the model was called so far in this generateText (its tool round-trips). */
-const round = (prompt: Prompt) => prompt.filter((m) => m.role === 'assistant').length;
 
 
 

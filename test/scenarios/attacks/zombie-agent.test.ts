@@ -20,6 +20,7 @@ import { runRecorded } from '../../helpers/sdk-spans.ts';
 import { detectHarness, type DetectHarness } from '../../helpers/detect-harness.ts';
 import type { Finding } from '../../../src/detect/finding.ts';
 import { textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
+import { hrMs } from '../../helpers/plain-spans.ts';
 
 const SLOW_STEP_MS = 2500;
 
@@ -84,7 +85,6 @@ function pipeline(policy = ''): { h: DetectHarness; send(spans: ReadableSpan[]):
   return { h, send: (spans) => h.sendRecorded(spans) };
 }
 
-const hrMs = (t: [number, number]) => t[0] * 1000 + t[1] / 1e6;
 const comparable = (f: Finding) => ({ id: f.id, kind: f.kind, severity: f.severity, confidence: f.confidence, roles: f.chain.map((c) => c.role), spanIds: f.spanIds });
 
 describe('attack: a sub-agent acting after its invocation ended (AI SDK v6)', () => {
