@@ -1,4 +1,7 @@
 // Every detector, by kind (tail sampling's policy registry: one per file, duplicates rejected).
+// The baseline detector (baseline.ts: baseline_new_tool, _new_endpoint, _new_delegation) is not
+// here: it needs the baseline engine, so the detect processor creates it when detect.baselines
+// is set.
 import type { DetectorDefinition } from '../detector.ts';
 import type { FindingKind } from '../finding.ts';
 import { excessiveDepth } from './excessive-depth.ts';
