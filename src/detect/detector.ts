@@ -80,6 +80,13 @@ export function agentChain(node: AgentNode): AgentNode[] {
   return chain.reverse();
 }
 
+/** The agent invocation that delegated to `node`: its nearest delegator that is an agent (agentChain's next-to-last), without building the chain. */
+export function delegatingAgent(node: AgentNode): AgentNode | undefined {
+  let c = node.delegator;
+  for (let guard = 0; c && c !== node && guard < 10_000; guard++, c = c.delegator) if (!c.transparent) return c;
+  return undefined;
+}
+
 /** The hops of an agent chain, as findings show them. */
 export function hopsOf(nodes: readonly AgentNode[], last?: { span: SpanNode; capability?: string }): ChainHop[] {
   const hops: ChainHop[] = nodes.map((n) => ({ role: n.role, spanId: n.id }));

@@ -13,7 +13,7 @@ import type { Baselines, Call, Novelty, ObservationRef } from '../../baseline/ba
 import { endpointKey } from '../../baseline/endpoint.ts';
 import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
 import type { Detector, DetectorContext, FindingDraft, Waiting } from '../detector.ts';
-import { advanceClock, agentChain, hopsOf, isModelCall, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost } from '../detector.ts';
+import { advanceClock, agentChain, delegatingAgent, hopsOf, isModelCall, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost } from '../detector.ts';
 import type { FindingKind, Severity } from '../finding.ts';
 import type { SinkLabel } from '../policy.ts';
 
@@ -118,9 +118,8 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
         engine.observeInvocation(node.role, node.start.start, node.depth, ref(node.start, st.conversation));
       }
       if (st.delegations.has(node.id)) continue;
-      const chain = agentChain(node);
-      if (chain.length < 2) continue;
-      const from = chain[chain.length - 2]!;
+      const from = delegatingAgent(node);
+      if (!from) continue;
       const fromFin = st.nodes.finality(from, st.clock, opts.settleAfterMs);
       if (fromFin === undefined) {
         st.unsettled = true;

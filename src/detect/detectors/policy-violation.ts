@@ -35,7 +35,7 @@ import type { DetectorDefinition, FindingDraft, Waiting } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 import type { Policy, SinkLabel } from '../policy.ts';
-import { advanceClock, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost, isModelCall } from '../detector.ts';
+import { advanceClock, delegatingAgent, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost, isModelCall } from '../detector.ts';
 import { globList } from '../policy.ts';
 
 export const PolicyViolationConfig = z.strictObject({
@@ -153,9 +153,8 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
       st.unsettled = false;
       for (const node of graph.nodes.values()) {
         if (node.transparent) continue;
-        const chain = agentChain(node);
-        if (chain.length < 2) continue;
-        const from = chain[chain.length - 2]!;
+        const from = delegatingAgent(node);
+        if (!from) continue;
         const fins = [st.nodes.finality(from, st.clock, cfg.settle_after), st.nodes.finality(node, st.clock, cfg.settle_after)];
         if (fins.includes(undefined)) {
           st.unsettled = true;
