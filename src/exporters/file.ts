@@ -45,19 +45,22 @@ export class RotatingFile {
     this.#size = (await this.#handle.stat()).size;
   }
 
-  /** Serialized so that rotation never interleaves with a write. */
+  /**
+   * Serialized so that rotation never interleaves with a write. The text is turned into UTF-8
+   * once, here: its size and the write both use those bytes.
+   */
   append(text: string): Promise<void> {
-    const run = this.#tail.then(() => this.#write(text));
+    const bytes = Buffer.from(text);
+    const run = this.#tail.then(() => this.#write(bytes));
     this.#tail = run.catch(() => undefined);
     return run;
   }
 
-  async #write(text: string): Promise<void> {
+  async #write(bytes: Buffer): Promise<void> {
     if (!this.#handle) throw new Error(`${this.path} is not open`);
-    const bytes = Buffer.byteLength(text);
-    if (this.#maxBytes > 0 && this.#size > 0 && this.#size + bytes > this.#maxBytes) await this.#rotate();
-    await this.#handle.write(text);
-    this.#size += bytes;
+    if (this.#maxBytes > 0 && this.#size > 0 && this.#size + bytes.length > this.#maxBytes) await this.#rotate();
+    await this.#handle.write(bytes);
+    this.#size += bytes.length;
   }
 
   async #rotate(): Promise<void> {
