@@ -23,6 +23,12 @@ export const EnrichConfig = z.strictObject({
   hold: duration.prefault('500ms'),
   /** Spans held at most (about 3 KB each, decoded); beyond, data is refused (retryable) until the hold drains. */
   max_held_spans: z.number().int().positive().default(100_000),
+  /**
+   * How long the oldest held batch may stay past its hold (the exporters falling behind) before
+   * new data is refused (retryable): the backlog, and the memory and GC it costs, stay bounded
+   * instead of growing until the hold is full. 0 turns the check off.
+   */
+  max_overdue: duration.prefault('1s'),
 });
 export type EnrichConfig = z.output<typeof EnrichConfig>;
 
@@ -153,6 +159,10 @@ export class Enrich implements Processor {
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
     if (this.#held.length > 0 && this.#heldSpans + batch.spanCount > this.#cfg.max_held_spans) {
       return Promise.reject(new RetryableError(`enrich hold is full (${this.#heldSpans} spans held)`, { reason: 'hold_full', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
+    }
+    const overdue = this.#held.length > 0 ? this.now() - this.#held[0]!.due : 0;
+    if (this.#cfg.max_overdue > 0 && overdue > this.#cfg.max_overdue) {
+      return Promise.reject(new RetryableError(`enrich is sending held spans ${Math.round(overdue)} ms late (exporters behind)`, { reason: 'export_behind', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
     }
     this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
     this.#heldSpans += batch.spanCount;

@@ -91,6 +91,26 @@ describe('enrich', () => {
     await p.enrich.shutdown(AbortSignal.timeout(1000));
   });
 
+  it('refuses retryably when held spans are overdue (the exporters behind), before the hold is full', async () => {
+    const p = pipeline({ hold: '100ms', max_overdue: '200ms' });
+    await p.enrich.start();
+    p.sink.failWith = new RetryableError('exporter queue full', { reason: 'queue_full' });
+    await p.normalize.consume(batch([{ id: '1', agent: 'a' }]), ctx);
+    p.advance(250); // due 150 ms ago: still accepted
+    await p.normalize.consume(batch([{ id: '2', parent: '1' }]), ctx);
+    p.advance(100); // the first is 250 ms overdue
+    const refused = await p.normalize.consume(batch([{ id: '3', parent: '1' }]), ctx).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(RetryableError);
+    expect((refused as RetryableError).reason).toBe('export_behind');
+    expect((refused as RetryableError).message).toMatch(/250 ms late/);
+    // Once the exporters take them, new data is accepted again.
+    p.sink.failWith = undefined;
+    await vi.waitFor(() => expect(p.sink.spanCount()).toBe(2), { timeout: 5000 });
+    await p.normalize.consume(batch([{ id: '4', parent: '1' }]), ctx);
+    await p.enrich.shutdown(AbortSignal.timeout(1000));
+    expect(p.sink.spanCount()).toBe(3);
+  });
+
   it('flushes everything held on shutdown, without waiting for the hold', async () => {
     const p = pipeline({ hold: '1h' });
     await p.enrich.start();
