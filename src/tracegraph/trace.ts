@@ -151,6 +151,42 @@ function canonicalName(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
 }
 
+/** Nodes seen on the walk agentChain is doing (reused: the walk is synchronous). */
+const walked: (AgentNode | undefined)[] = [];
+/** Steps after which the walk checks for a loop with a Set rather than by scanning `walked`. */
+const SHORT_WALK = 32;
+
+/**
+ * The agent invocations from the root to `node`, following delegations: up to the root agent
+ * over named agents only (a transparent node acts within the chain of the agent above it); a
+ * delegation loop stops the walk where it closes. Runs for every node of a trace on each change,
+ * so short chains (all real ones) allocate nothing but the result.
+ */
+export function agentChain(node: AgentNode): AgentNode[] {
+  const chain: AgentNode[] = [];
+  let steps = 0;
+  let seen: Set<AgentNode> | undefined;
+  for (let c: AgentNode | undefined = node; c; c = c.delegator) {
+    if (seen) {
+      if (seen.has(c)) break;
+      seen.add(c);
+    } else {
+      if (walkedBefore(c, steps)) break;
+      if (steps < SHORT_WALK) walked[steps] = c;
+      else seen = new Set(walked as AgentNode[]).add(c);
+    }
+    steps++;
+    if (!c.transparent) chain.push(c);
+  }
+  walked.fill(undefined, 0, Math.min(steps, SHORT_WALK));
+  return chain.reverse();
+}
+
+function walkedBefore(node: AgentNode, steps: number): boolean {
+  for (let i = 0; i < steps; i++) if (walked[i] === node) return true;
+  return false;
+}
+
 export class TraceGraph {
   readonly traceId: string;
   readonly spans = new Map<string, SpanNode>();
@@ -287,15 +323,7 @@ export class TraceGraph {
       }
     }
     for (const n of nodes) {
-      // Walk up to the root agent, over named agents only; a delegation loop stops the walk
-      // where it closes. A transparent node acts within the chain of the agent above it.
-      const chain: AgentNode[] = [];
-      const seen = new Set<AgentNode>();
-      for (let c: AgentNode | undefined = n; c && !seen.has(c); c = c.delegator) {
-        seen.add(c);
-        if (!c.transparent) chain.push(c);
-      }
-      chain.reverse();
+      const chain = agentChain(n);
       n.depth = Math.max(0, chain.length - 1);
       n.root = chain[0]?.role ?? n.role;
       n.path = chain.length > 0 ? chain.map((c) => c.role).join('>') : n.role;

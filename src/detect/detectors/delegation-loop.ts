@@ -61,6 +61,12 @@ export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
         for (const node of graph.nodes.values()) {
           if (node.transparent) continue;
           const chain = agentChain(node);
+          // No role twice on the chain: no loop, whatever becomes final later (the usual case,
+          // decided without the finality of every ancestor).
+          if (!repeatsRole(chain)) {
+            st.nodes.see(node, st.clock);
+            continue;
+          }
           const fin: (Finality | undefined)[] = chain.map((n) => st.nodes.finality(n, st.clock, cfg.settle_after));
           const known = (k: number) => fin[k] === 'complete' || fin[k] === 'named';
           if (fin.some((f) => f === undefined)) st.unsettled = true;
@@ -123,3 +129,10 @@ export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
     };
   },
 };
+
+/** Some role is on the chain twice (a long chain is assumed to repeat: judged in full). */
+function repeatsRole(chain: readonly AgentNode[]): boolean {
+  if (chain.length > 16) return true;
+  for (let i = 1; i < chain.length; i++) for (let j = 0; j < i; j++) if (chain[i]!.role === chain[j]!.role) return true;
+  return false;
+}
