@@ -6,17 +6,54 @@
 import type { z } from 'zod';
 import type { SpanView } from '../agent/view.ts';
 import { SpanKind } from '../otlp/types.ts';
-import type { AgentNode, SpanNode, TraceGraph } from '../tracegraph/trace.ts';
+import { agentChain, type AgentNode, type SpanNode, type TraceGraph } from '../tracegraph/trace.ts';
 import type { Confidence, ChainHop, FindingKind, Severity } from './finding.ts';
 import type { Labels, Policy } from './policy.ts';
 
-/** A span of the trace with what the policy says of it, and hashes of its captured content. */
-export interface LabeledSpan {
-  span: SpanNode;
-  labels: Labels;
-  /** Shingle hashes of the tool arguments and result, when they were captured. */
-  argShingles: Shingles | undefined;
-  resultShingles: Shingles | undefined;
+/**
+ * A span of the trace with what the policy says of it, and hashes of its captured content: of
+ * the side a flow reads (a sink's arguments, an untrusted or sensitive source's result). They are
+ * made when a flow first needs them (most labelled spans never meet a partner in the right
+ * order); a text too long to keep until then is hashed at once.
+ */
+export class LabeledSpan {
+  readonly span: SpanNode;
+  readonly labels: Labels;
+  #argText: string | undefined;
+  #resultText: string | undefined;
+  #args: Shingles | null | undefined;
+  #result: Shingles | null | undefined;
+
+  constructor(span: SpanNode, labels: Labels, view: { toolArgs: string | undefined; toolResult: string | undefined }) {
+    this.span = span;
+    this.labels = labels;
+    if (labels.sink) {
+      this.#argText = view.toolArgs;
+      if ((view.toolArgs?.length ?? 0) > MAX_TEXT) this.#args = shingles(view.toolArgs) ?? null;
+    } else this.#args = null;
+    if (labels.untrusted || labels.sensitive) {
+      this.#resultText = view.toolResult;
+      if ((view.toolResult?.length ?? 0) > MAX_TEXT) this.#result = shingles(view.toolResult) ?? null;
+    } else this.#result = null;
+  }
+
+  /** Shingle hashes of the tool arguments, when captured (and the span is a sink). */
+  get argShingles(): Shingles | undefined {
+    if (this.#args === undefined) {
+      this.#args = shingles(this.#argText) ?? null;
+      this.#argText = undefined;
+    }
+    return this.#args ?? undefined;
+  }
+
+  /** Shingle hashes of the tool result, when captured (and the span is a source). */
+  get resultShingles(): Shingles | undefined {
+    if (this.#result === undefined) {
+      this.#result = shingles(this.#resultText) ?? null;
+      this.#resultText = undefined;
+    }
+    return this.#result ?? undefined;
+  }
 }
 
 export interface DetectorTrace {
@@ -69,16 +106,7 @@ export interface DetectorDefinition<S extends z.ZodType = z.ZodType> {
 
 // ---------------------------------------------------------------- helpers detectors share
 
-/** The agent invocations from the root to `node`, following delegations. */
-export function agentChain(node: AgentNode): AgentNode[] {
-  const chain: AgentNode[] = [];
-  const seen = new Set<AgentNode>();
-  for (let c: AgentNode | undefined = node; c && !seen.has(c); c = c.delegator) {
-    seen.add(c);
-    if (!c.transparent) chain.push(c);
-  }
-  return chain.reverse();
-}
+export { agentChain };
 
 /** The agent invocation that delegated to `node`: its nearest delegator that is an agent (agentChain's next-to-last), without building the chain. */
 export function delegatingAgent(node: AgentNode): AgentNode | undefined {
@@ -145,8 +173,9 @@ export function reachesHost(s: SpanNode): boolean {
 }
 
 // Content overlap: word 5-grams, hashed; overlap between a source's result and a sink's
-// arguments is evidence that one carried the other. Computed once per labelled span, on the side
-// its labels use, without allocating per shingle, and kept as a sorted array (4 bytes a shingle).
+// arguments is evidence that one carried the other. Computed at most once per labelled span, on
+// the side its labels use (LabeledSpan), without allocating per shingle, and kept as a sorted
+// array (4 bytes a shingle).
 const SHINGLE = 5;
 const MAX_SHINGLES = 4096;
 const MAX_TEXT = 16 * 1024;
@@ -295,15 +324,19 @@ export class NodeClock {
   get size(): number {
     return this.#seen.size;
   }
-  /** The finality of `node`'s role (transparent nodes are no agents: undefined forever). */
-  finality(node: AgentNode, clock: number, settleAfterMs: number): Finality | undefined {
-    if (node.transparent) return undefined;
+  /** When `node` was first looked at; now (`clock`) if never before. */
+  see(node: AgentNode, clock: number): number {
     let seen = this.#seen.get(node.id);
     if (seen === undefined) {
       seen = clock;
       if (this.#seen.size < this.#max) this.#seen.set(node.id, seen);
     }
-    return finality(node.start, clock - seen, settleAfterMs);
+    return seen;
+  }
+  /** The finality of `node`'s role (transparent nodes are no agents: undefined forever). */
+  finality(node: AgentNode, clock: number, settleAfterMs: number): Finality | undefined {
+    if (node.transparent) return undefined;
+    return finality(node.start, clock - this.see(node, clock), settleAfterMs);
   }
 }
 

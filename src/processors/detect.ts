@@ -18,8 +18,7 @@ import { SpanKind, StatusCode } from '../otlp/types.ts';
 import { spanNodes, spanViews } from '../agent/annotations.ts';
 import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 import { DETECTORS } from '../detect/detectors/index.ts';
-import type { AddedSpan, Detector, DetectorTrace, FindingDraft, LabeledSpan } from '../detect/detector.ts';
-import { shingles } from '../detect/detector.ts';
+import { LabeledSpan, type AddedSpan, type Detector, type DetectorTrace, type FindingDraft } from '../detect/detector.ts';
 import { findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';
 import { EMPTY_POLICY, loadPolicy, type Policy } from '../detect/policy.ts';
 import { createSinks, SinksConfig, type FindingSink } from '../detect/sinks.ts';
@@ -302,13 +301,7 @@ export class Detect implements Processor {
       }
       let labeled: LabeledSpan | undefined;
       if (labels.capabilities.length > 0) {
-        // Only the side a flow reads: a sink's arguments, an untrusted or sensitive source's result.
-        labeled = {
-          span,
-          labels,
-          argShingles: labels.sink ? shingles(view.toolArgs) : undefined,
-          resultShingles: labels.untrusted || labels.sensitive ? shingles(view.toolResult) : undefined,
-        };
+        labeled = new LabeledSpan(span, labels, view);
         memo.labeled.push(labeled);
       }
       let list = byTrace.get(span.trace);
