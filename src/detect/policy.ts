@@ -75,6 +75,9 @@ export interface Labels {
   sink: SinkLabel | undefined;
 }
 
+/** Distinct capability combinations remembered (beyond, each span gets its own Labels). */
+const MAX_LABEL_SETS = 4096;
+
 export const NO_LABELS: Labels = Object.freeze({ capabilities: [], untrusted: false, sensitive: false, sink: undefined }) as Labels;
 
 /** What a capability rule can see of a span. */
@@ -111,6 +114,7 @@ export class Policy {
   readonly #egressEmail: Set<string>;
   readonly #relays: Set<string>;
   readonly #retired: Set<string>;
+  readonly #labelSets = new Map<string, Labels>();
 
   constructor(config: PolicyConfig) {
     this.config = config;
@@ -136,17 +140,25 @@ export class Policy {
     this.#retired = new Set(config.retired);
   }
 
+  /**
+   * What the policy says of a span. One frozen Labels per combination of capabilities matched,
+   * shared by every span that matches it: labels live as long as their trace's detector state.
+   */
   labels(s: MatchSubject): Labels {
-    let out: Labels | undefined;
-    for (const c of this.#caps) {
-      if (!c.test(s)) continue;
-      out ??= { capabilities: [], untrusted: false, sensitive: false, sink: undefined };
-      out.capabilities.push(c.name);
-      out.untrusted ||= c.source;
-      out.sensitive ||= c.data;
-      out.sink ??= c.sink;
-    }
-    return out ?? NO_LABELS;
+    let key = '';
+    for (let i = 0; i < this.#caps.length; i++) if (this.#caps[i]!.test(s)) key += key === '' ? String(i) : ',' + i;
+    if (key === '') return NO_LABELS;
+    let out = this.#labelSets.get(key);
+    if (out) return out;
+    const caps = key.split(',').map((i) => this.#caps[Number(i)]!);
+    out = Object.freeze({
+      capabilities: Object.freeze(caps.map((c) => c.name)) as string[],
+      untrusted: caps.some((c) => c.source),
+      sensitive: caps.some((c) => c.data),
+      sink: caps.find((c) => c.sink !== undefined)?.sink,
+    });
+    if (this.#labelSets.size < MAX_LABEL_SETS) this.#labelSets.set(key, out);
+    return out;
   }
 
   /** A host in one of the internal domains (or a bare cluster-local name). */
