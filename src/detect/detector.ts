@@ -11,10 +11,22 @@ import type { Confidence, ChainHop, FindingKind, Severity } from './finding.ts';
 import type { Labels, Policy } from './policy.ts';
 
 /**
+ * Heap the detectors keep per span they judged, beside its trace, besides a labelled span's
+ * content (LabeledSpan.bytes): waiting entries, groups, pairs, keys. Measured on the detection
+ * bench's traffic (heap snapshots at two points of one run, every detector and baselines on);
+ * charged to the trace (TraceGraph.charge) so that tracegraph's byte budget covers it.
+ */
+export const DETECTOR_STATE_BYTES = 750;
+/** A LabeledSpan object, and a shingle set's typed array and buffer, before their contents. */
+const LABELED_BYTES = 80;
+const SHINGLES_OVERHEAD_BYTES = 140;
+
+/**
  * A span of the trace with what the policy says of it, and hashes of its captured content: of
  * the side a flow reads (a sink's arguments, an untrusted or sensitive source's result). They are
  * made when a flow first needs them (most labelled spans never meet a partner in the right
- * order); a text too long to keep until then is hashed at once.
+ * order); a text too long to keep until then is hashed at once. What it holds is charged to its
+ * trace, the text until it is hashed, the hashes after.
  */
 export class LabeledSpan {
   readonly span: SpanNode;
@@ -27,20 +39,23 @@ export class LabeledSpan {
   constructor(span: SpanNode, labels: Labels, view: { toolArgs: string | undefined; toolResult: string | undefined }) {
     this.span = span;
     this.labels = labels;
-    if (labels.sink) {
-      this.#argText = view.toolArgs;
-      if ((view.toolArgs?.length ?? 0) > MAX_TEXT) this.#args = shingles(view.toolArgs) ?? null;
-    } else this.#args = null;
-    if (labels.untrusted || labels.sensitive) {
-      this.#resultText = view.toolResult;
-      if ((view.toolResult?.length ?? 0) > MAX_TEXT) this.#result = shingles(view.toolResult) ?? null;
-    } else this.#result = null;
+    // A side the flows never read is settled as absent (null) at once.
+    const args = labels.sink ? view.toolArgs : undefined;
+    const result = labels.untrusted || labels.sensitive ? view.toolResult : undefined;
+    if (!labels.sink) this.#args = null;
+    else if (args !== undefined && args.length > MAX_TEXT) this.#args = shingles(args) ?? null;
+    else this.#argText = args;
+    if (!(labels.untrusted || labels.sensitive)) this.#result = null;
+    else if (result !== undefined && result.length > MAX_TEXT) this.#result = shingles(result) ?? null;
+    else this.#resultText = result;
+    span.trace.charge(LABELED_BYTES + (this.#argText?.length ?? 0) + (this.#resultText?.length ?? 0) + setBytes(this.#args ?? null) + setBytes(this.#result ?? null));
   }
 
   /** Shingle hashes of the tool arguments, when captured (and the span is a sink). */
   get argShingles(): Shingles | undefined {
     if (this.#args === undefined) {
       this.#args = shingles(this.#argText) ?? null;
+      this.span.trace.charge(setBytes(this.#args) - (this.#argText?.length ?? 0));
       this.#argText = undefined;
     }
     return this.#args ?? undefined;
@@ -50,10 +65,15 @@ export class LabeledSpan {
   get resultShingles(): Shingles | undefined {
     if (this.#result === undefined) {
       this.#result = shingles(this.#resultText) ?? null;
+      this.span.trace.charge(setBytes(this.#result) - (this.#resultText?.length ?? 0));
       this.#resultText = undefined;
     }
     return this.#result ?? undefined;
   }
+}
+
+function setBytes(set: Shingles | null): number {
+  return set ? SHINGLES_OVERHEAD_BYTES + set.byteLength : 0;
 }
 
 export interface DetectorTrace {
@@ -295,28 +315,39 @@ export interface Waiting {
   id: string;
   /** The trace's clock when it arrived. */
   seen: number;
+  /** settle's note: the graph's adoptions when it last found the span awaiting an ancestor. */
+  awaitedAt?: number;
 }
 
 /**
  * Splits what waits into the spans whose finality is known now (in waiting order) and those that
- * still wait. A span no longer in the graph (evicted and made again) is dropped.
+ * still wait. A span no longer in the graph (evicted and made again) is dropped. A span found
+ * awaiting an ancestor is not walked up again until the graph has adopted children since
+ * (children-first traces keep most of their spans waiting for many batches) or its wait is over.
  */
 export function settle<W extends Waiting>(graph: TraceGraph, waiting: readonly W[], clock: number, settleAfterMs: number): { still: W[]; ready: { span: SpanNode; w: W; fin: Finality }[] } {
   const still: W[] = [];
   const ready: { span: SpanNode; w: W; fin: Finality }[] = [];
   for (const w of waiting) {
+    const waited = clock - w.seen;
+    if (w.awaitedAt === graph.adoptions && waited < settleAfterMs) {
+      still.push(w);
+      continue;
+    }
     const span = graph.spans.get(w.id);
     if (!span) continue;
-    const fin = finality(span, clock - w.seen, settleAfterMs);
-    if (fin === undefined) still.push(w);
-    else ready.push({ span, w, fin });
+    const fin = finality(span, waited, settleAfterMs);
+    if (fin === undefined) {
+      w.awaitedAt = graph.adoptions;
+      still.push(w);
+    } else ready.push({ span, w, fin });
   }
   return { still, ready };
 }
 
 /** When each agent node was first looked at (the trace's clock then), for `finality` of nodes. */
 export class NodeClock {
-  readonly #seen = new Map<string, number>();
+  readonly #seen = new Map<string, { seen: number; awaitedAt: number }>();
   readonly #max: number;
   constructor(max = 10_000) {
     this.#max = max;
@@ -324,19 +355,28 @@ export class NodeClock {
   get size(): number {
     return this.#seen.size;
   }
+  #entry(node: AgentNode, clock: number): { seen: number; awaitedAt: number } {
+    let entry = this.#seen.get(node.id);
+    if (entry === undefined) {
+      entry = { seen: clock, awaitedAt: -1 };
+      if (this.#seen.size < this.#max) this.#seen.set(node.id, entry);
+    }
+    return entry;
+  }
   /** When `node` was first looked at; now (`clock`) if never before. */
   see(node: AgentNode, clock: number): number {
-    let seen = this.#seen.get(node.id);
-    if (seen === undefined) {
-      seen = clock;
-      if (this.#seen.size < this.#max) this.#seen.set(node.id, seen);
-    }
-    return seen;
+    return this.#entry(node, clock).seen;
   }
-  /** The finality of `node`'s role (transparent nodes are no agents: undefined forever). */
+  /** The finality of `node`'s role (transparent nodes are no agents: undefined forever); walks up only as `settle` does. */
   finality(node: AgentNode, clock: number, settleAfterMs: number): Finality | undefined {
     if (node.transparent) return undefined;
-    return finality(node.start, clock - this.see(node, clock), settleAfterMs);
+    const entry = this.#entry(node, clock);
+    const waited = clock - entry.seen;
+    const adoptions = node.start.trace.adoptions;
+    if (entry.awaitedAt === adoptions && waited < settleAfterMs) return undefined;
+    const fin = finality(node.start, waited, settleAfterMs);
+    if (fin === undefined) entry.awaitedAt = adoptions;
+    return fin;
   }
 }
 

@@ -18,7 +18,7 @@ import { SpanKind, StatusCode } from '../otlp/types.ts';
 import { spanNodes, spanViews } from '../agent/annotations.ts';
 import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 import { DETECTORS } from '../detect/detectors/index.ts';
-import { LabeledSpan, type AddedSpan, type Detector, type DetectorTrace, type FindingDraft } from '../detect/detector.ts';
+import { DETECTOR_STATE_BYTES, LabeledSpan, type AddedSpan, type Detector, type DetectorTrace, type FindingDraft } from '../detect/detector.ts';
 import { findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';
 import { EMPTY_POLICY, loadPolicy, type Policy } from '../detect/policy.ts';
 import { createSinks, SinksConfig, type FindingSink } from '../detect/sinks.ts';
@@ -310,6 +310,7 @@ export class Detect implements Processor {
     }
     const made: Finding[] = [];
     for (const [graph, added] of byTrace) {
+      graph.charge(added.length * DETECTOR_STATE_BYTES);
       graph.derive();
       const memo = this.#memos.get(graph)!;
       const trace: DetectorTrace = { graph, labeled: memo.labeled };

@@ -22,7 +22,10 @@ export class TraceStore {
   #bytes = 0;
   #spans = 0;
   /** One lookup shared by every trace (a closure per trace would cost memory per trace). */
-  readonly #graphOptions = { lookup: (traceId: string, spanId: string) => this.#traces.get(traceId)?.spans.get(spanId) };
+  readonly #graphOptions = {
+    lookup: (traceId: string, spanId: string) => this.#traces.get(traceId)?.spans.get(spanId),
+    charged: (bytes: number) => void (this.#bytes += bytes),
+  };
 
   constructor(limits: TraceStoreLimits, onEvict: (trace: TraceGraph, reason: EvictionReason) => void) {
     this.#limits = limits;

@@ -141,6 +141,8 @@ export class AgentNode {
 export interface TraceGraphOptions {
   /** Finds a span in another trace, for span links across traces. */
   lookup(traceId: string, spanId: string): SpanNode | undefined;
+  /** Told of bytes charged to a trace after its spans were added (see TraceGraph.charge). */
+  charged(bytes: number): void;
 }
 
 /** Agent names compare loosely across dialects: transfer_to_billing_agent matches "Billing Agent". */
@@ -199,6 +201,11 @@ export class TraceGraph {
   #graphParents = false;
   bytes = 0;
   lastSeen = 0;
+  /**
+   * Times a span arrived to adopt children that came before it: the only event after which a
+   * span already in the graph may stop awaiting an ancestor (SpanNode.awaitsAncestor).
+   */
+  adoptions = 0;
   #version = 0;
   #derivedVersion = -1;
   readonly #opts: TraceGraphOptions;
@@ -235,6 +242,7 @@ export class TraceGraph {
     if (orphans) {
       this.#pending!.delete(span.id);
       for (const child of orphans) attach(span, child);
+      this.adoptions++;
     }
     if (span.transferTo) (this.#transfers ??= []).push(span);
     if (span.graphNodeParentId) this.#graphParents = true;
@@ -340,6 +348,16 @@ export class TraceGraph {
     this.lastSeen = now;
   }
 
+  /**
+   * Counts state kept beside this trace for as long as it lives (detectors' per-trace state)
+   * in its bytes and its store's, so that the store's byte budget bounds that too.
+   */
+  charge(bytes: number): void {
+    if (this.#gone) return; // evicted: its store no longer counts it
+    this.bytes += bytes;
+    this.#opts.charged(bytes);
+  }
+
   #onEvict: (() => void)[] | undefined;
 
   /** Calls `fn` once when the store evicts this trace (for state kept beside the graph). */
@@ -347,7 +365,10 @@ export class TraceGraph {
     (this.#onEvict ??= []).push(fn);
   }
 
+  #gone = false;
+
   evicted(): void {
+    this.#gone = true;
     const listeners = this.#onEvict;
     this.#onEvict = undefined;
     for (const fn of listeners ?? []) fn();

@@ -2,10 +2,10 @@
 // the attributes and event on the span that shows it, the sinks, the API filters. Shown with
 // excessive_depth, the simplest detector.
 import { describe, expect, it } from 'vitest';
-import { detectHarness, TRACE, type SpanSpec } from '../helpers/detect-harness.ts';
+import { detectHarness, toolAttrs, TRACE, type SpanSpec } from '../helpers/detect-harness.ts';
 import { parsePolicy } from '../../src/detect/policy.ts';
 import { toOcsf } from '../../src/detect/finding.ts';
-import { TraceStates } from '../../src/detect/detector.ts';
+import { DETECTOR_STATE_BYTES, TraceStates } from '../../src/detect/detector.ts';
 import { TraceStore } from '../../src/tracegraph/store.ts';
 
 /** a → b → c → d: depth 3 for d. */
@@ -75,6 +75,32 @@ describe('detect', () => {
     store.enforceLimits(); // one trace too many: the idlest goes
     expect(released).toEqual(['aa'.repeat(16)]);
     expect(states.get(first)).toBeUndefined();
+  });
+
+  it("charges the detectors' state to the trace graph's byte budget, and releases it with the trace", async () => {
+    const h = detectHarness(`
+capabilities:
+  - { name: web, match: { tool: web_fetch }, source: untrusted }
+  - { name: kb, match: { tool: kb_write }, sink: privileged }
+`);
+    const page = 'lorem ipsum dolor sit amet '.repeat(40);
+    const spans: SpanSpec[] = [
+      { id: '1', t: 0, d: 100, attrs: { 'gen_ai.agent.name': 'research' } },
+      ...Array.from({ length: 10 }, (_, i): SpanSpec => ({ id: `1${i}`, parent: '1', t: 1 + i, attrs: toolAttrs('web_fetch', { url: `https://example.com/${i}` }, { page }) })),
+    ];
+    await h.send(spans);
+    const store = h.graph.store;
+    const trace = store.get(TRACE)!;
+    const summaries = [...trace.spans.values()].reduce((n, s) => n + s.estimateBytes(), 0);
+    // Every judged span, plus the captured results the sources keep until a flow reads them.
+    const kept = 11 * DETECTOR_STATE_BYTES + 10 * JSON.stringify({ page }).length;
+    expect(trace.bytes - summaries).toBeGreaterThan(kept);
+    expect(store.bytes).toBe(trace.bytes);
+    // A sink judges the sources: their texts are replaced by hashes, and the charge follows.
+    await h.send([{ id: '20', parent: '1', t: 50, attrs: toolAttrs('kb_write', { text: 'summary' }) }]);
+    expect(store.bytes).toBe(trace.bytes);
+    store.clear();
+    expect(store.bytes).toBe(0);
   });
 
   it('rejects a broken policy with the key that is wrong', () => {

@@ -87,6 +87,7 @@ export function otlpJson(spans: SpanSpec[]): string {
 export interface DetectHarness {
   /** The pipeline's first processor (a sidecar's output can be chained into it). */
   normalize: Normalize;
+  graph: TraceGraphProcessor;
   detect: Detect;
   sink: TracesSink;
   /** Sends spans as one batch (call several times for several batches). */
@@ -113,6 +114,7 @@ export function detectHarness(policyYaml = '', detectConfig: Record<string, unkn
   detect.now = () => BASE_MS + 60_000;
   return {
     normalize,
+    graph,
     detect,
     sink,
     stdout,
