@@ -50,6 +50,12 @@ export interface TracesConsumer {
    * never retry) or anything else (retryable). After the call the batch belongs to the callee.
    */
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void>;
+  /**
+   * Why a batch offered now would be refused (a retryable error), or undefined when it would be
+   * taken. Receivers ask before they decode a request, so that an overloaded pipeline spends
+   * nothing on data it is about to refuse. A processor answers for itself and what follows it.
+   */
+  refusal?(): Error | undefined;
 }
 
 export interface Receiver extends Component {

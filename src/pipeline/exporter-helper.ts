@@ -284,6 +284,15 @@ class HelperExporter<P> implements Exporter {
     if (queue) for (let i = 0; i < this.#opts.sending_queue.num_consumers; i++) this.#consumers.push(this.#runConsumer(queue));
   }
 
+  refusal(): Error | undefined {
+    if (this.#state !== 'started') return new RetryableError(this.#state === 'created' ? 'exporter is not started' : 'exporter is shutting down', { reason: this.#state === 'created' ? 'not_started' : 'shutting_down', retryAfterMs: DEFAULT_RETRY_AFTER_MS });
+    const queue = this.#queue;
+    if (queue && queue.heldSpans >= queue.capacity) {
+      return new RetryableError(`sending queue is full (${queue.heldSpans} of ${queue.capacity} spans held); retry later`, { reason: 'queue_full', retryAfterMs: DEFAULT_RETRY_AFTER_MS });
+    }
+    return undefined;
+  }
+
   async consume(batch: TraceBatch): Promise<void> {
     if (this.#state !== 'started') {
       const message = this.#state === 'created' ? 'exporter is not started' : 'exporter is shutting down';

@@ -14,6 +14,13 @@ export function fanout(consumers: readonly TracesConsumer[]): TracesConsumer {
   const needsCopy = consumers.map((c, i) => c.mutatesData && (anyReadOnly || i !== lastMutating));
   return {
     mutatesData: false,
+    refusal() {
+      for (const c of consumers) {
+        const refused = c.refusal?.();
+        if (refused) return refused;
+      }
+      return undefined;
+    },
     async consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
       const results = await Promise.allSettled(consumers.map((c, i) => c.consume(needsCopy[i] ? cloneBatch(batch) : batch, ctx)));
       const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);

@@ -277,6 +277,10 @@ export class Detect implements Processor {
     return { findings: out.reverse() };
   }
 
+  refusal(): Error | undefined {
+    return this.#next.refusal?.();
+  }
+
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
     const views = spanViews.get(batch);
     const nodes = spanNodes.get(batch);

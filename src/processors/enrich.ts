@@ -154,19 +154,32 @@ export class Enrich implements Processor {
       enrichBatch(batch, nodes);
       return this.#next.consume(batch, ctx);
     }
-    if (this.#closed) return Promise.reject(new RetryableError('enrich is shutting down', { reason: 'shutting_down' }));
     // Under load, incoming requests would keep the timer's releases waiting: push out what is due first.
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
-    if (this.#held.length > 0 && this.#heldSpans + batch.spanCount > this.#cfg.max_held_spans) {
-      return Promise.reject(new RetryableError(`enrich hold is full (${this.#heldSpans} spans held)`, { reason: 'hold_full', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
-    }
-    const overdue = this.#held.length > 0 ? this.now() - this.#held[0]!.due : 0;
-    if (this.#cfg.max_overdue > 0 && overdue > this.#cfg.max_overdue) {
-      return Promise.reject(new RetryableError(`enrich is sending held spans ${Math.round(overdue)} ms late (exporters behind)`, { reason: 'export_behind', retryAfterMs: Math.max(1000, this.#cfg.hold) }));
-    }
+    const refused = this.#refusal(batch.spanCount);
+    if (refused) return Promise.reject(refused);
     this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();
+  }
+
+  refusal(): Error | undefined {
+    return this.#refusal(1) ?? this.#next.refusal?.();
+  }
+
+  /** Why `spans` more would be refused now: shutting down, the hold full, or the exporters behind. */
+  #refusal(spans: number): RetryableError | undefined {
+    if (this.#cfg.hold === 0) return undefined;
+    if (this.#closed) return new RetryableError('enrich is shutting down', { reason: 'shutting_down' });
+    if (this.#held.length === 0) return undefined;
+    if (this.#heldSpans + spans > this.#cfg.max_held_spans) {
+      return new RetryableError(`enrich hold is full (${this.#heldSpans} spans held)`, { reason: 'hold_full', retryAfterMs: Math.max(1000, this.#cfg.hold) });
+    }
+    const overdue = this.now() - this.#held[0]!.due;
+    if (this.#cfg.max_overdue > 0 && overdue > this.#cfg.max_overdue) {
+      return new RetryableError(`enrich is sending held spans ${Math.round(overdue)} ms late (exporters behind)`, { reason: 'export_behind', retryAfterMs: Math.max(1000, this.#cfg.hold) });
+    }
+    return undefined;
   }
 
   /** Sends on every batch whose hold is over (all of them when flushing), in arrival order; one run at a time. */

@@ -108,6 +108,11 @@ export class MemoryLimiter implements Processor {
     if (used > this.#limits.hardBytes) (globalThis as { gc?: () => void }).gc?.();
   }
 
+  refusal(): Error | undefined {
+    if (this.#refusing) return new RetryableError('data refused due to high memory usage', { reason: 'memory_limit', retryAfterMs: this.#interval });
+    return this.#next.refusal?.();
+  }
+
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
     if (this.#refusing) {
       return Promise.reject(new RetryableError('data refused due to high memory usage', { reason: 'memory_limit', retryAfterMs: this.#interval }));

@@ -56,6 +56,10 @@ export class Normalize implements Processor {
   async start(): Promise<void> {}
   async shutdown(): Promise<void> {}
 
+  refusal(): Error | undefined {
+    return this.#next.refusal?.();
+  }
+
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
     if (this.#redact) this.redact(batch);
     else spanViews.set(batch, this.normalize(batch));

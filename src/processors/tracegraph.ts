@@ -23,7 +23,7 @@ export const TraceGraphConfig = z.strictObject({
   idle_ttl: duration.prefault('5m'),
   max_traces: z.number().int().positive().default(50_000),
   /** Estimated memory of all summaries; the idlest traces go first when it is exceeded. */
-  max_bytes: byteSize.prefault('512MiB'),
+  max_bytes: byteSize.prefault('1GiB'),
   sweep_interval: duration.prefault('1s'),
 });
 export type TraceGraphConfig = z.output<typeof TraceGraphConfig>;
@@ -78,6 +78,10 @@ export class TraceGraphProcessor implements Processor {
     const trace = this.store.get(id);
     if (!trace) throw new ApiError(404, `trace ${id} is not in the graph store (unknown, or evicted after ${this.#cfg.idle_ttl} ms idle)`);
     return graphJson(trace);
+  }
+
+  refusal(): Error | undefined {
+    return this.#next.refusal?.();
   }
 
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {

@@ -9,6 +9,12 @@ export class TracesSink implements TracesConsumer {
   contexts: ConsumeContext[] = [];
   /** When set, consume() rejects with it instead of recording. */
   failWith: unknown = undefined;
+  /** When set, refusal() answers it: receivers refuse before decoding. */
+  refuseWith: Error | undefined = undefined;
+
+  refusal(): Error | undefined {
+    return this.refuseWith;
+  }
 
   async consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
     if (this.failWith !== undefined) throw this.failWith;
@@ -25,6 +31,7 @@ export class TracesSink implements TracesConsumer {
   }
 
   reset(): void {
+    this.refuseWith = undefined;
     this.batches = [];
     this.contexts = [];
   }

@@ -103,4 +103,12 @@ describe('fanout', () => {
     await expect(fanout([ok, perm]).consume(batch(), ctx)).rejects.toBeInstanceOf(PermanentError);
     await expect(fanout([ok, ok]).consume(batch(), ctx)).resolves.toBeUndefined();
   });
+
+  it('would refuse when any consumer would', () => {
+    const ok: TracesConsumer = { mutatesData: false, consume: async () => undefined, refusal: () => undefined };
+    const full = new RetryableError('full', { reason: 'queue_full' });
+    const refusing: TracesConsumer = { mutatesData: false, consume: async () => undefined, refusal: () => full };
+    expect(fanout([ok, refusing]).refusal?.()).toBe(full);
+    expect(fanout([ok, ok]).refusal?.()).toBeUndefined();
+  });
 });

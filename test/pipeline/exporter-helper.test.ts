@@ -115,7 +115,9 @@ describe('sending queue', () => {
     const t = await started(options({ queue: { num_consumers: 1, queue_size: 10 } }), gate.push);
     await t.exporter.consume(makeBatch(6), CTX);
     await until(() => gate.calls.length === 1); // in flight, still holding its 6 spans
+    expect(t.exporter.refusal?.()).toBeUndefined();
     await t.exporter.consume(makeBatch(4), CTX);
+    expect(t.exporter.refusal?.()).toMatchObject({ reason: 'queue_full' }); // full: said before anything is encoded
     const refused = await t.exporter.consume(makeBatch(1), CTX).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(RetryableError);
     expect(refused).toMatchObject({ reason: 'queue_full', retryAfterMs: 1000 });

@@ -103,9 +103,12 @@ describe('enrich', () => {
     expect(refused).toBeInstanceOf(RetryableError);
     expect((refused as RetryableError).reason).toBe('export_behind');
     expect((refused as RetryableError).message).toMatch(/250 ms late/);
+    // The pipeline says so before any work is done (receivers ask it before decoding a request).
+    expect(p.normalize.refusal()).toMatchObject({ reason: 'export_behind' });
     // Once the exporters take them, new data is accepted again.
     p.sink.failWith = undefined;
     await vi.waitFor(() => expect(p.sink.spanCount()).toBe(2), { timeout: 5000 });
+    expect(p.normalize.refusal()).toBeUndefined();
     await p.normalize.consume(batch([{ id: '4', parent: '1' }]), ctx);
     await p.enrich.shutdown(AbortSignal.timeout(1000));
     expect(p.sink.spanCount()).toBe(3);

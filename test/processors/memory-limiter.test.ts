@@ -41,9 +41,15 @@ describe('memory_limiter', () => {
     expect(sink.batches).toHaveLength(1);
     expect(set.metrics.gauge('agentsec_memory_limiter_refusing', '', ['processor']).get('memory_limiter')).toBe(1);
     expect(set.logs.some((l) => String(l.msg).includes('refusing data'))).toBe(true);
+    // Asked before any work: the same refusal; and what follows it is asked too while it accepts.
+    expect(limiter.refusal()).toMatchObject({ reason: 'memory_limit' });
 
     used = 500 * MiB;
     limiter.check();
+    expect(limiter.refusal()).toBeUndefined();
+    sink.refuseWith = new RetryableError('exporters behind', { reason: 'export_behind' });
+    expect(limiter.refusal()).toBe(sink.refuseWith);
+    sink.refuseWith = undefined;
     await limiter.consume(batch, ctx);
     expect(sink.batches).toHaveLength(2);
     await limiter.shutdown();

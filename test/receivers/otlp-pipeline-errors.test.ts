@@ -85,6 +85,28 @@ describe('a retryable refusal', () => {
   });
 });
 
+describe('a pipeline that says it would refuse', () => {
+  const behind = (): RetryableError => new RetryableError('exporters behind', { reason: 'export_behind', retryAfterMs: 1000 });
+  const refusedRequests = (transport: string): number => r.set.metrics.counter('agentsec_receiver_refused_requests_total', '', []).get('otlp/agents', transport, 'export_behind');
+
+  it('is refused before the request is decoded (even a body that would not decode), on both transports, and counted', async () => {
+    const [http0, grpc0] = [refusedRequests('http'), refusedRequests('grpc')];
+    r.sink.refuseWith = behind();
+    const res = await postProtobuf(r.http, Buffer.from('not protobuf at all'));
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(RpcStatus.toObject(RpcStatus.decode(res.body))).toMatchObject({ code: grpc.status.UNAVAILABLE, message: 'exporters behind' });
+    const g = await grpcExport(client, protobufRequest([span()]));
+    expect(g.code).toBe(grpc.status.UNAVAILABLE);
+    expect(r.sink.spanCount()).toBe(0);
+    expect([refusedRequests('http') - http0, refusedRequests('grpc') - grpc0]).toEqual([1, 1]);
+    // Once it would take data again, the same request goes through.
+    r.sink.refuseWith = undefined;
+    expect((await grpcExport(client, protobufRequest([span()]))).code).toBe(grpc.status.OK);
+    expect(r.sink.spanCount()).toBe(1);
+  });
+});
+
 describe('each pipeline error maps as statusOf says', () => {
   const cases: [string, () => unknown, number, number][] = [
     ['BadInputError', () => new BadInputError('span has no name'), 400, grpc.status.INVALID_ARGUMENT],

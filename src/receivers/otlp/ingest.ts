@@ -29,6 +29,7 @@ export class Ingest {
   readonly #accepted: Record<TransportName, CounterHandle>;
   readonly #refusedBadInput: CounterHandle;
   readonly #refused: Counter;
+  readonly #refusedRequests: Counter;
   readonly #failedRequests: Counter;
 
   constructor(set: Settings, next: TracesConsumer) {
@@ -47,6 +48,11 @@ export class Ingest {
       ['receiver', 'reason'],
     );
     this.#refusedBadInput = this.#refused.labels(set.id, 'bad_input');
+    this.#refusedRequests = set.metrics.counter(
+      'agentsec_receiver_refused_requests_total',
+      'Requests a receiver refused before decoding them, because the pipeline would refuse their spans (memory_limit, hold_full, export_behind, queue_full, ...).',
+      ['receiver', 'transport', 'reason'],
+    );
     this.#failedRequests = set.metrics.counter(
       'agentsec_receiver_failed_requests_total',
       'Requests a receiver could not read: undecodable, too large or of an unsupported type.',
@@ -60,6 +66,12 @@ export class Ingest {
    * whatever the pipeline threw when it refused the spans (statusOf maps both).
    */
   async export(transport: TransportName, encoding: Encoding, body: Uint8Array): Promise<ExportResult> {
+    // Refused before it is decoded: an overloaded pipeline spends nothing on it.
+    const refused = this.#next.refusal?.();
+    if (refused) {
+      this.#refusedRequests.inc([this.#receiver, transport, statusOf(refused).reason]);
+      throw refused;
+    }
     let decoded;
     try {
       decoded = encoding === 'protobuf' ? decodeTraceProtobuf(body) : decodeTraceJson(body);
