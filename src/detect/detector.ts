@@ -11,8 +11,8 @@ import type { Confidence, ChainHop, FindingKind, Severity } from './finding.ts';
 import type { Labels, Policy } from './policy.ts';
 
 /**
- * Heap the detectors keep per span they judged, beside its trace, besides a labelled span's
- * content (LabeledSpan.bytes): waiting entries, groups, pairs, keys. Measured on the detection
+ * Heap the detectors keep per span they judged, beside its trace, besides the content a
+ * LabeledSpan keeps (it charges that itself): waiting entries, groups, pairs, keys. Measured on the detection
  * bench's traffic (heap snapshots at two points of one run, every detector and baselines on);
  * charged to the trace (TraceGraph.charge) so that tracegraph's byte budget covers it.
  */
@@ -24,8 +24,8 @@ const SHINGLES_OVERHEAD_BYTES = 140;
 /**
  * A span of the trace with what the policy says of it, and hashes of its captured content: of
  * the side a flow reads (a sink's arguments, an untrusted or sensitive source's result). They are
- * made when a flow first needs them (most labelled spans never meet a partner in the right
- * order); a text too long to keep until then is hashed at once. What it holds is charged to its
+ * made when a flow first needs them (a span that never meets a partner in the right order is
+ * never hashed); a text too long to keep until then is hashed at once. What it holds is charged to its
  * trace, the text until it is hashed, the hashes after.
  */
 export class LabeledSpan {
