@@ -16,7 +16,7 @@ import { encodeTraceProtobuf } from '../otlp/encode.ts';
 import { ExportTraceServiceRequest } from '../otlp/proto.ts';
 import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
-import { errorMessage, isPermanent, PermanentError, RetryableError } from '../errors.ts';
+import { errorMessage, isPermanent, RetryableError } from '../errors.ts';
 import { spanNodes } from '../agent/annotations.ts';
 import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 
@@ -178,14 +178,7 @@ export class Enrich implements Processor {
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
     const refused = this.#refusal(batch.spanCount);
     if (refused) return Promise.reject(refused);
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeTraceProtobuf(batch.resourceSpans);
-    } catch (err) {
-      // Nothing decoded by a receiver fails to encode; should it, resending would not help.
-      return Promise.reject(new PermanentError(`enrich cannot hold the batch: ${errorMessage(err)}`, { cause: err }));
-    }
-    this.#held.push({ bytes, batch: undefined, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
+    this.#held.push({ bytes: encodeTraceProtobuf(batch.resourceSpans), batch: undefined, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();
   }
