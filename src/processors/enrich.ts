@@ -11,9 +11,7 @@
 // status, so back-pressure still reaches clients and nothing accepted is dropped silently.
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
-import type { KeyValue, ResourceSpans, Span, TraceBatch } from '../otlp/types.ts';
-import { encodeTraceProtobuf } from '../otlp/encode.ts';
-import { ExportTraceServiceRequest } from '../otlp/proto.ts';
+import type { KeyValue, Span, TraceBatch } from '../otlp/types.ts';
 import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
 import { errorMessage, isPermanent, RetryableError } from '../errors.ts';
@@ -23,7 +21,7 @@ import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 export const EnrichConfig = z.strictObject({
   /** How long a batch waits for related spans before it leaves; 0 enriches and forwards at once. */
   hold: duration.prefault('500ms'),
-  /** Spans held at most (as protobuf, about their size on the wire); beyond, data is refused (retryable) until the hold drains. */
+  /** Spans held at most (about 3 KB each, decoded); beyond, data is refused (retryable) until the hold drains. */
   max_held_spans: z.number().int().positive().default(100_000),
   /**
    * How long the oldest held batch may stay past its hold (the exporters falling behind) before
@@ -46,30 +44,12 @@ export const ATTR = {
 } as const;
 
 interface Held {
-  /**
-   * The batch as protobuf while it waits: decoded spans kept for the hold outlive two
-   * young-generation collections and are promoted, and collecting them from the old generation
-   * costs more than encoding and decoding them again. Decoded again when due, in the same
-   * order, so `nodes` still lines up.
-   */
-  bytes: Uint8Array | undefined;
-  /** Once due: decoded (and, with `enriched`, written once: a batch the next component refused waits as it is). */
-  batch: TraceBatch | undefined;
-  spanCount: number;
+  batch: TraceBatch;
   nodes: SpanNode[];
   ctx: ConsumeContext;
   due: number;
+  /** Written once: a batch the next component refused waits enriched, and is not enriched twice. */
   enriched: boolean;
-}
-
-/** The held batch, decoded again (it was valid when encoded: nothing is filtered, so spans keep their places). */
-function decodeHeld(h: Held): TraceBatch {
-  if (!h.batch) {
-    const msg = ExportTraceServiceRequest.decode(h.bytes!) as unknown as { resourceSpans?: ResourceSpans[] };
-    h.batch = { resourceSpans: msg.resourceSpans ?? [], spanCount: h.spanCount };
-    h.bytes = undefined;
-  }
-  return h.batch;
 }
 
 /** Due batches sent on together, at most (one export instead of many small ones). */
@@ -178,7 +158,7 @@ export class Enrich implements Processor {
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
     const refused = this.#refusal(batch.spanCount);
     if (refused) return Promise.reject(refused);
-    this.#held.push({ bytes: encodeTraceProtobuf(batch.resourceSpans), batch: undefined, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
+    this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();
   }
@@ -227,16 +207,16 @@ export class Enrich implements Processor {
       while (n < this.#held.length) {
         const h = this.#held[n]!;
         if (!flush && h.due > now) break;
-        if (n > 0 && (h.ctx.receiver !== first.ctx.receiver || h.ctx.transport !== first.ctx.transport || spans + h.spanCount > MAX_SPANS_PER_RELEASE)) break;
+        if (n > 0 && (h.ctx.receiver !== first.ctx.receiver || h.ctx.transport !== first.ctx.transport || spans + h.batch.spanCount > MAX_SPANS_PER_RELEASE)) break;
         if (!h.enriched) {
-          enrichBatch(decodeHeld(h), h.nodes);
+          enrichBatch(h.batch, h.nodes);
           h.enriched = true;
         }
-        spans += h.spanCount;
+        spans += h.batch.spanCount;
         n++;
       }
       const group = this.#held.slice(0, n);
-      const out: TraceBatch = n === 1 ? first.batch! : { resourceSpans: group.flatMap((h) => h.batch!.resourceSpans), spanCount: spans };
+      const out: TraceBatch = n === 1 ? first.batch : { resourceSpans: group.flatMap((h) => h.batch.resourceSpans), spanCount: spans };
       try {
         await this.#next.consume(out, first.ctx);
       } catch (err) {
