@@ -24,6 +24,7 @@ import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { formatTable } from './report.ts';
 import { envNumber } from './env.ts';
+import { metricValues, refusalReasons, sum } from './prom.ts';
 
 const IN_PROCESS_SECONDS = envNumber('BENCH_AGENT_SECONDS', 2);
 const E2E_SECONDS = envNumber('BENCH_E2E_SECONDS', 4);
@@ -277,7 +278,7 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
     heldSpans: sum(metricValues(metrics, 'agentsec_enrich_held_spans')),
     peakRssMiB: peakRss / 1024 / 1024,
     refusals: load.refusals,
-    refusedFor: metricValues(metrics, 'agentsec_receiver_refused_spans_total', 'reason').filter(([, v]) => v > 0).map(([reason]) => reason),
+    refusedFor: refusalReasons(metrics),
     errors: load.errors,
     firstError: load.firstError,
     duplicateSpans: sum(metricValues(metrics, 'agentsec_tracegraph_duplicate_spans_total')),
@@ -287,18 +288,6 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
     collectorExitCode: exitCode,
   };
 }
-
-/** [label value, sample value] of every sample of a metric in Prometheus text format. */
-function metricValues(text: string, name: string, label?: string): [string, number][] {
-  const out: [string, number][] = [];
-  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) {
-    const value = label ? (new RegExp(`${label}="([^"]*)"`).exec(m[1] ?? '')?.[1] ?? '') : '';
-    out.push([value, Number(m[2])]);
-  }
-  return out;
-}
-
-const sum = (samples: [string, number][]) => samples.reduce((n, [, v]) => n + v, 0);
 
 main().then(
   () => process.exit(0),

@@ -37,7 +37,7 @@ import { cpuMeters, forkLoad, maxLoadWindow } from './detection-window.ts';
 import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, demoCast, exfiltrationTrace, idOffsets, type AttackTrace, type LastSpan } from './detection-payload.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { byLabel, metricValues, scrapeMetrics, sum } from './prom.ts';
+import { byLabel, metricValues, refusalReasons, scrapeMetrics, sum } from './prom.ts';
 import { formatTable } from './report.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
 
@@ -144,7 +144,7 @@ async function throughputRound(round: number, files: Files, tmp: string): Promis
     detectorErrors: sum(metricValues(after, 'agentsec_detector_errors_total')),
     heldSpansAtEnd: sum(metricValues(after, 'agentsec_enrich_held_spans')),
     refusals: load.refusals,
-    refusedFor: [...byLabel(after, 'agentsec_receiver_refused_spans_total', 'reason')].filter(([, v]) => v > 0).map(([r]) => r),
+    refusedFor: refusalReasons(after),
     errors: load.errors,
     firstError: load.firstError,
     duplicateSpans: sum(metricValues(after, 'agentsec_tracegraph_duplicate_spans_total')),

@@ -19,6 +19,15 @@ export function byLabel(text: string, name: string, label: string): Map<string, 
   return out;
 }
 
+/** Why the collector refused data: the reasons of refused spans and of requests refused before decoding. */
+export function refusalReasons(text: string): string[] {
+  const reasons = new Set<string>();
+  for (const name of ['agentsec_receiver_refused_spans_total', 'agentsec_receiver_refused_requests_total']) {
+    for (const [reason, v] of metricValues(text, name, 'reason')) if (v > 0) reasons.add(reason);
+  }
+  return [...reasons];
+}
+
 export async function scrapeMetrics(adminUrl: string): Promise<string> {
   return (await fetch(`${adminUrl}/metrics`)).text();
 }

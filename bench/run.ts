@@ -26,6 +26,7 @@ import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
 import { codecTable, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
+import { refusalReasons, scrapeMetrics } from './prom.ts';
 
 const SECONDS = envNumber('BENCH_SECONDS', 10);
 const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 8);
@@ -138,7 +139,7 @@ async function runScenario(sink: Sink, transport: 'http' | 'grpc', grpcSink: Grp
   let refusedFor: string[] = [];
   try {
     window = await runLoad(transport, collector.endpoints[transport], poolFile, collector.pid, grpcSink);
-    if (window.load.refusals > 0) refusedFor = await refusalReasons(collector.adminUrl);
+    if (window.load.refusals > 0) refusedFor = refusalReasons(await scrapeMetrics(collector.adminUrl));
   } catch (err) {
     await collector.stop();
     throw err;
@@ -205,16 +206,6 @@ async function runLoad(transport: 'http' | 'grpc', target: string, poolFile: str
     // It stops by itself once its in-flight requests are answered; a stuck one is killed.
     if ((await Promise.race([exited, sleep(LOAD_EXIT_TIMEOUT_MS, 'timeout' as const)])) === 'timeout') child.kill('SIGKILL');
   }
-}
-
-/** The reasons the collector gave for refusing spans (agentsec_receiver_refused_spans_total{reason}). */
-async function refusalReasons(adminUrl: string): Promise<string[]> {
-  const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
-  const reasons: string[] = [];
-  for (const match of metrics.matchAll(/^agentsec_receiver_refused_spans_total\{[^}]*reason="([^"]+)"[^}]*\} (\S+)$/gm)) {
-    if (Number(match[2]) > 0) reasons.push(match[1]!);
-  }
-  return reasons;
 }
 
 /** Runs `fn` in this process, noting how much CPU other processes used meanwhile (% of a core). */
