@@ -63,8 +63,18 @@ export function privilegedScopes(scope: readonly string[] | undefined): string[]
   return (scope ?? []).filter((s) => PRIVILEGED_SCOPE.test(s));
 }
 
+/** Canonical forms of the few names that recur (roles, services, agent ids), remembered: every presentation compares them. */
+const canonical = new Map<string, string>();
+const MAX_CANONICAL = 4096;
+
 function canon(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
+  let c = canonical.get(s);
+  if (c === undefined) {
+    c = s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
+    if (canonical.size >= MAX_CANONICAL) canonical.clear();
+    canonical.set(s, c);
+  }
+  return c;
 }
 
 /** Names an agent or workload may go by in a claim. */
