@@ -171,7 +171,7 @@ async function main(): Promise<void> {
       }
     }
     console.log(
-      `\n3. end to end, ${CONFIG} (memory_limiter, normalize, tracegraph, enrich 500ms hold, file, debug) in its own process; ` +
+      `\n3. end to end, ${CONFIG} (memory_limiter, normalize, tracegraph, detect with no policy and SQLite baselines, enrich 500ms hold, file, debug) in its own process; ` +
         `load from bench/load.ts, ${CONCURRENCY} requests in flight, ${E2E_SECONDS} s after ${E2E_WARMUP_SECONDS} s warm-up`,
     );
     console.log(
