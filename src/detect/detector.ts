@@ -53,23 +53,22 @@ export class LabeledSpan {
 
   /** Shingle hashes of the tool arguments, when captured (and the span is a sink). */
   get argShingles(): Shingles | undefined {
-    if (this.#args === undefined) {
-      this.#args = shingles(this.#argText) ?? null;
-      this.span.trace.charge(setBytes(this.#args) - (this.#argText?.length ?? 0));
-      this.#argText = undefined;
-    }
+    if (this.#args === undefined) [this.#args, this.#argText] = [hashKept(this.span, this.#argText), undefined];
     return this.#args ?? undefined;
   }
 
   /** Shingle hashes of the tool result, when captured (and the span is a source). */
   get resultShingles(): Shingles | undefined {
-    if (this.#result === undefined) {
-      this.#result = shingles(this.#resultText) ?? null;
-      this.span.trace.charge(setBytes(this.#result) - (this.#resultText?.length ?? 0));
-      this.#resultText = undefined;
-    }
+    if (this.#result === undefined) [this.#result, this.#resultText] = [hashKept(this.span, this.#resultText), undefined];
     return this.#result ?? undefined;
   }
+}
+
+/** A kept text's shingles, the span's trace charged for them instead of the text. */
+function hashKept(span: SpanNode, text: string | undefined): Shingles | null {
+  const set = shingles(text) ?? null;
+  span.trace.charge(setBytes(set) - (text?.length ?? 0));
+  return set;
 }
 
 function setBytes(set: Shingles | null): number {
