@@ -48,6 +48,18 @@ describe('zombie_agent', () => {
     expect(longer.findings()).toEqual([]);
   });
 
+  it('shows the tool call, not a model step that started in the same millisecond, whatever their ids', async () => {
+    // The tool call as 'a4'; a model step with a lower id, then with a higher one.
+    const spans = run({ invocationMs: 20, actAt: 2000 }).map((s) => (s.id === '4' ? { ...s, id: 'a4' } : s));
+    for (const stepId of ['5', 'f0']) {
+      const h = detectHarness();
+      const step: SpanSpec = { id: stepId, parent: '3', name: 'chat gpt-research', t: 2000, d: 5, attrs: { 'gen_ai.operation.name': 'chat', 'gen_ai.request.model': 'gpt-research' } };
+      await h.send([...spans, step]);
+      expect(h.findings()).toHaveLength(1);
+      expect(h.findings()[0]).toMatchObject({ severity: 'high', evidence: { acting_span: id('a4'), tool: 'export_report' } });
+    }
+  });
+
   it('gives the same finding whatever the arrival order', async () => {
     const spans = run({ invocationMs: 20, actAt: 2000 });
     const all = detectHarness();

@@ -97,7 +97,7 @@ export const zombieAgent: DetectorDefinition<typeof ZombieAgentConfig> = {
             // Roles inherited from ancestors that have not arrived may still change: judge later.
             if (!settled(n.delegator!) || !settled(n) || (!node.transparent && !settled(node))) continue;
             const known = late.get(n);
-            if (!known || s.start < known.s.start || (s.start === known.s.start && s.id < known.s.id)) late.set(n, { s, d, chain });
+            if (!known || earlier(s, known.s)) late.set(n, { s, d, chain });
           }
         };
         for (const { span } of added) {
@@ -142,10 +142,25 @@ function delegatingSpan(n: AgentNode): SpanNode | undefined {
   return undefined;
 }
 
+/** It did something that matters: called a tool or a host, or presented a credential. */
+function consequential(s: SpanNode): boolean {
+  return s.tool !== '' || s.host !== '' || presents(s);
+}
+
+/**
+ * `a` is the late span to show before `b`: it started first; at the same time (instrumentations
+ * often start a tool call and the next model step in the same millisecond), the consequential
+ * one, so that severity does not hang on span ids; then the lower id.
+ */
+function earlier(a: SpanNode, b: SpanNode): boolean {
+  if (a.start !== b.start) return a.start < b.start;
+  const ca = consequential(a), cb = consequential(b);
+  return ca !== cb ? ca : a.id < b.id;
+}
+
 function lateDraft(n: AgentNode, d: SpanNode, s: SpanNode, chain: AgentNode[], grace: number): FindingDraft {
   const lateBy = Math.round(s.start - d.end);
-  const consequential = s.tool !== '' || s.host !== '' || presents(s);
-  const severity: Severity = consequential ? 'high' : 'medium';
+  const severity: Severity = consequential(s) ? 'high' : 'medium';
   const confidence: Confidence = s.workload.key === d.workload.key ? 'high' : 'medium';
   const what = s.tool ? `calls ${s.tool}` : s.host ? `calls ${s.host}` : s.operation ? `runs ${s.operation}` : 'acts';
   const by = s.agentNode && s.agentNode !== n && !s.agentNode.transparent ? ` (through ${s.agentNode.role}, which it delegated to)` : '';

@@ -52,7 +52,10 @@ async function delegation(opts: { wait: boolean; sub?: string; delayMs?: number 
       prompt: 'Research the quarter and export a report.',
       stopWhen: stepCountIs(3),
       experimental_telemetry: { isEnabled: true, functionId: opts.sub ?? 'research' },
-      tools: { export_report: tool({ inputSchema: z.object({ format: z.string() }), execute: async ({ format }) => ({ url: `s3://reports/q3.${format}` }) }) },
+      // The export takes a few ms, as a real one does: the next model step then starts after the tool
+      // call, not in the same millisecond (where which span shows the finding would hang on the
+      // order spans arrive in, one batch each).
+      tools: { export_report: tool({ inputSchema: z.object({ format: z.string() }), execute: async ({ format }) => (await sleep(5), { url: `s3://reports/q3.${format}` }) }) },
     });
   const result = await generateText({
     model: slowModel('gpt-orchestrator', 0, toolCallStep({ id: 'call-research', tool: 'delegate_research', args: { topic: 'Q3' } }), textStep('On it.')),
