@@ -342,10 +342,13 @@ export function hostOf(url: string): string | undefined {
 /** Hosts of URLs and e-mail addresses in tool arguments (the destinations a call names). */
 function targetsIn(text: string, pool: StringPool): string[] | undefined {
   const scan = text.length > MAX_ARG_SCAN ? text.slice(0, MAX_ARG_SCAN) : text;
-  if (!scan.includes('://') && !scan.includes('@')) return undefined;
+  // Each pattern only where its marker is: most arguments name URLs or addresses, not both.
+  const urls = scan.includes('://');
+  const emails = scan.includes('@');
+  if (!urls && !emails) return undefined;
   const out = new Set<string>();
-  for (const m of scan.matchAll(URL_RE)) out.add(pool.intern(m[1]!.toLowerCase()));
-  for (const m of scan.matchAll(EMAIL_RE)) out.add(pool.intern(m[0].toLowerCase()));
+  if (urls) for (const m of scan.matchAll(URL_RE)) out.add(pool.intern(m[1]!.toLowerCase()));
+  if (emails) for (const m of scan.matchAll(EMAIL_RE)) out.add(pool.intern(m[0].toLowerCase()));
   return out.size > 0 ? [...out] : undefined;
 }
 

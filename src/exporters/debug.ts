@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import type { ExporterFactory } from '../component/types.ts';
 import type { TraceBatch } from '../otlp/types.ts';
+import { toHex } from '../otlp/ids.ts';
 import { createExporter, IN_REQUEST_PATH } from '../pipeline/exporter-helper.ts';
 
 export const DebugExporterConfig = z.strictObject({
@@ -18,7 +19,7 @@ export function summarize(batch: TraceBatch): { spans: number; resource_spans: n
   for (const rs of batch.resourceSpans) {
     const name = rs.resource?.attributes?.find((a) => a.key === 'service.name')?.value?.stringValue;
     if (name && services.size < MAX_SERVICES_LISTED) services.add(name);
-    for (const ss of rs.scopeSpans) for (const s of ss.spans) traces.add(Buffer.from(s.traceId).toString('hex'));
+    for (const ss of rs.scopeSpans) for (const s of ss.spans) traces.add(toHex(s.traceId));
   }
   return { spans: batch.spanCount, resource_spans: batch.resourceSpans.length, traces: traces.size, services: [...services] };
 }
