@@ -8,6 +8,8 @@ export const SPAN_ID_BYTES = 8;
  * built by concatenation would keep its pieces (about 3× the memory). */
 export function toHex(id: Uint8Array | null | undefined): string {
   if (!id || id.length === 0) return '';
+  // Decoded ids are Buffers already (protobufjs on Node): no view to make for them.
+  if (Buffer.isBuffer(id)) return id.toString('hex');
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
 }
 
