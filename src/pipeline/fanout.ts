@@ -14,12 +14,16 @@ export function fanout(consumers: readonly TracesConsumer[]): TracesConsumer {
   const needsCopy = consumers.map((c, i) => c.mutatesData && (anyReadOnly || i !== lastMutating));
   return {
     mutatesData: false,
+    // Only when every consumer would refuse: one that would take the batch still gets it, as
+    // consume() gives it to every consumer that takes it.
     refusal() {
+      let first: Error | undefined;
       for (const c of consumers) {
         const refused = c.refusal?.();
-        if (refused) return refused;
+        if (!refused) return undefined;
+        first ??= refused;
       }
-      return undefined;
+      return first;
     },
     async consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
       const results = await Promise.allSettled(consumers.map((c, i) => c.consume(needsCopy[i] ? cloneBatch(batch) : batch, ctx)));

@@ -163,8 +163,13 @@ export class Enrich implements Processor {
     return Promise.resolve();
   }
 
+  /**
+   * With a hold, only enrich's own reasons: it takes a batch whatever the exporters say, and
+   * keeps it until they take it (a moment's full queue is what the hold absorbs; exporters that
+   * stay behind show as `export_behind`). Without one, it passes on what follows it.
+   */
   refusal(): Error | undefined {
-    return this.#refusal(1) ?? this.#next.refusal?.();
+    return this.#cfg.hold > 0 ? this.#refusal(1) : this.#next.refusal?.();
   }
 
   /** Why `spans` more would be refused now: shutting down, the hold full, or the exporters behind. */

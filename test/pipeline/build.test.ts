@@ -104,11 +104,13 @@ describe('fanout', () => {
     await expect(fanout([ok, ok]).consume(batch(), ctx)).resolves.toBeUndefined();
   });
 
-  it('would refuse when any consumer would', () => {
+  it('would refuse only when every consumer would: one that takes the batch still gets it', () => {
     const ok: TracesConsumer = { mutatesData: false, consume: async () => undefined, refusal: () => undefined };
     const full = new RetryableError('full', { reason: 'queue_full' });
-    const refusing: TracesConsumer = { mutatesData: false, consume: async () => undefined, refusal: () => full };
-    expect(fanout([ok, refusing]).refusal?.()).toBe(full);
+    const behind = new RetryableError('behind', { reason: 'export_behind' });
+    const refusing = (err: Error): TracesConsumer => ({ mutatesData: false, consume: async () => undefined, refusal: () => err });
+    expect(fanout([ok, refusing(full)]).refusal?.()).toBeUndefined();
+    expect(fanout([refusing(full), refusing(behind)]).refusal?.()).toBe(full);
     expect(fanout([ok, ok]).refusal?.()).toBeUndefined();
   });
 });

@@ -91,6 +91,21 @@ describe('enrich', () => {
     await p.enrich.shutdown(AbortSignal.timeout(1000));
   });
 
+  it('with a hold, says it would take data while the next component refuses for a moment (the hold absorbs it)', async () => {
+    const p = pipeline({ hold: '100ms' });
+    await p.enrich.start();
+    p.sink.refuseWith = new RetryableError('queue full', { reason: 'queue_full' });
+    expect(p.normalize.refusal()).toBeUndefined();
+    await p.normalize.consume(batch([{ id: '1', agent: 'a' }]), ctx);
+    // Without a hold, enrich passes on what follows it.
+    const direct = pipeline({ hold: 0 });
+    direct.sink.refuseWith = p.sink.refuseWith;
+    expect(direct.normalize.refusal()).toMatchObject({ reason: 'queue_full' });
+    p.sink.refuseWith = undefined;
+    await p.enrich.shutdown(AbortSignal.timeout(1000));
+    expect(p.sink.spanCount()).toBe(1);
+  });
+
   it('refuses retryably when held spans are overdue (the exporters behind), before the hold is full', async () => {
     const p = pipeline({ hold: '100ms', max_overdue: '200ms' });
     await p.enrich.start();
