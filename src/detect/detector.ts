@@ -11,10 +11,11 @@ import type { Confidence, ChainHop, FindingKind, Severity } from './finding.ts';
 import type { Labels, Policy } from './policy.ts';
 
 /**
- * Heap the detectors keep per span they judged, beside its trace, besides the content a
- * LabeledSpan keeps (it charges that itself): waiting entries, groups, pairs, keys. Measured on the detection
- * bench's traffic (heap snapshots at two points of one run, every detector and baselines on);
- * charged to the trace (TraceGraph.charge) so that tracegraph's byte budget covers it.
+ * Heap the detectors keep beside a trace for each span they judged (waiting entries, groups,
+ * pairs, keys), apart from content hashes, which LabeledSpan charges itself. Measured on the
+ * detection bench's traffic (heap snapshots at two points of one run, every detector and
+ * baselines on) and charged to the trace (TraceGraph.charge), so that tracegraph's byte budget
+ * covers it. An estimate: spans of traces with little to detect keep less.
  */
 export const DETECTOR_STATE_BYTES = 750;
 /** A LabeledSpan object, and a shingle set's typed array and buffer, before their contents. */
@@ -23,55 +24,28 @@ const SHINGLES_OVERHEAD_BYTES = 140;
 
 /**
  * A span of the trace with what the policy says of it, and hashes of its captured content: of
- * the side a flow reads (a sink's arguments, an untrusted or sensitive source's result). They are
- * made when a flow first needs them (a span that never meets a partner in the right order is
- * never hashed); a text too long to keep until then is hashed at once. What it holds is charged to its
- * trace, the text until it is hashed, the hashes after.
+ * the side a flow reads (a sink's arguments, an untrusted or sensitive source's result). Hashed
+ * at once: the content itself (prompts, tool results, possibly secrets) is never kept beyond
+ * its batch. What it holds is charged to its trace.
  */
 export class LabeledSpan {
   readonly span: SpanNode;
   readonly labels: Labels;
-  #argText: string | undefined;
-  #resultText: string | undefined;
-  #args: Shingles | null | undefined;
-  #result: Shingles | null | undefined;
+  /** Shingle hashes of the tool arguments, when captured and the span is a sink. */
+  readonly argShingles: Shingles | undefined;
+  /** Shingle hashes of the tool result, when captured and the span is a source. */
+  readonly resultShingles: Shingles | undefined;
 
   constructor(span: SpanNode, labels: Labels, view: { toolArgs: string | undefined; toolResult: string | undefined }) {
     this.span = span;
     this.labels = labels;
-    // A side the flows never read is settled as absent (null) at once.
-    const args = labels.sink ? view.toolArgs : undefined;
-    const result = labels.untrusted || labels.sensitive ? view.toolResult : undefined;
-    if (!labels.sink) this.#args = null;
-    else if (args !== undefined && args.length > MAX_TEXT) this.#args = shingles(args) ?? null;
-    else this.#argText = args;
-    if (!(labels.untrusted || labels.sensitive)) this.#result = null;
-    else if (result !== undefined && result.length > MAX_TEXT) this.#result = shingles(result) ?? null;
-    else this.#resultText = result;
-    span.trace.charge(LABELED_BYTES + (this.#argText?.length ?? 0) + (this.#resultText?.length ?? 0) + setBytes(this.#args ?? null) + setBytes(this.#result ?? null));
-  }
-
-  /** Shingle hashes of the tool arguments, when captured (and the span is a sink). */
-  get argShingles(): Shingles | undefined {
-    if (this.#args === undefined) [this.#args, this.#argText] = [hashKept(this.span, this.#argText), undefined];
-    return this.#args ?? undefined;
-  }
-
-  /** Shingle hashes of the tool result, when captured (and the span is a source). */
-  get resultShingles(): Shingles | undefined {
-    if (this.#result === undefined) [this.#result, this.#resultText] = [hashKept(this.span, this.#resultText), undefined];
-    return this.#result ?? undefined;
+    this.argShingles = labels.sink ? shingles(view.toolArgs) : undefined;
+    this.resultShingles = labels.untrusted || labels.sensitive ? shingles(view.toolResult) : undefined;
+    span.trace.charge(LABELED_BYTES + setBytes(this.argShingles) + setBytes(this.resultShingles));
   }
 }
 
-/** A kept text's shingles, the span's trace charged for them instead of the text. */
-function hashKept(span: SpanNode, text: string | undefined): Shingles | null {
-  const set = shingles(text) ?? null;
-  span.trace.charge(setBytes(set) - (text?.length ?? 0));
-  return set;
-}
-
-function setBytes(set: Shingles | null): number {
+function setBytes(set: Shingles | undefined): number {
   return set ? SHINGLES_OVERHEAD_BYTES + set.byteLength : 0;
 }
 
@@ -192,9 +166,9 @@ export function reachesHost(s: SpanNode): boolean {
 }
 
 // Content overlap: word 5-grams, hashed; overlap between a source's result and a sink's
-// arguments is evidence that one carried the other. Computed at most once per labelled span, on
-// the side its labels use (LabeledSpan), without allocating per shingle, and kept as a sorted
-// array (4 bytes a shingle).
+// arguments is evidence that one carried the other. Computed once per labelled span, on the side
+// its labels use (LabeledSpan), without allocating per shingle, and kept as a sorted array
+// (4 bytes a shingle).
 const SHINGLE = 5;
 const MAX_SHINGLES = 4096;
 const MAX_TEXT = 16 * 1024;
