@@ -320,7 +320,7 @@ export function settle<W extends Waiting>(graph: TraceGraph, waiting: readonly W
 
 /** When each agent node was first looked at (the trace's clock then), for `finality` of nodes. */
 export class NodeClock {
-  readonly #seen = new Map<string, { seen: number; awaitedAt: number }>();
+  readonly #seen = new Map<string, { seen: number; awaitedAt: number; awaitedIn: number }>();
   readonly #max: number;
   constructor(max = 10_000) {
     this.#max = max;
@@ -328,10 +328,10 @@ export class NodeClock {
   get size(): number {
     return this.#seen.size;
   }
-  #entry(node: AgentNode, clock: number): { seen: number; awaitedAt: number } {
+  #entry(node: AgentNode, clock: number): { seen: number; awaitedAt: number; awaitedIn: number } {
     let entry = this.#seen.get(node.id);
     if (entry === undefined) {
-      entry = { seen: clock, awaitedAt: -1 };
+      entry = { seen: clock, awaitedAt: -1, awaitedIn: -1 };
       if (this.#seen.size < this.#max) this.#seen.set(node.id, entry);
     }
     return entry;
@@ -345,10 +345,15 @@ export class NodeClock {
     if (node.transparent) return undefined;
     const entry = this.#entry(node, clock);
     const waited = clock - entry.seen;
-    const adoptions = node.start.trace.adoptions;
-    if (entry.awaitedAt === adoptions && waited < settleAfterMs) return undefined;
+    // A node reached through a span link lives in another trace's graph, which may be evicted and
+    // made again: the note holds for the graph it was taken in (by serial: no reference kept).
+    const graph = node.start.trace;
+    if (entry.awaitedIn === graph.serial && entry.awaitedAt === graph.adoptions && waited < settleAfterMs) return undefined;
     const fin = finality(node.start, waited, settleAfterMs);
-    if (fin === undefined) entry.awaitedAt = adoptions;
+    if (fin === undefined) {
+      entry.awaitedAt = graph.adoptions;
+      entry.awaitedIn = graph.serial;
+    }
     return fin;
   }
 }

@@ -69,7 +69,7 @@ export type PolicyConfig = z.output<typeof PolicySchema>;
 
 export interface Labels {
   /** Names of the capabilities the span matched. */
-  capabilities: string[];
+  capabilities: readonly string[];
   untrusted: boolean;
   sensitive: boolean;
   sink: SinkLabel | undefined;
@@ -152,7 +152,7 @@ export class Policy {
     if (out) return out;
     const caps = key.split(',').map((i) => this.#caps[Number(i)]!);
     out = Object.freeze({
-      capabilities: Object.freeze(caps.map((c) => c.name)) as string[],
+      capabilities: Object.freeze(caps.map((c) => c.name)),
       untrusted: caps.some((c) => c.source),
       sensitive: caps.some((c) => c.data),
       sink: caps.find((c) => c.sink !== undefined)?.sink,

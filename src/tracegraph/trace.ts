@@ -141,7 +141,7 @@ export class AgentNode {
 export interface TraceGraphOptions {
   /** Finds a span in another trace, for span links across traces. */
   lookup(traceId: string, spanId: string): SpanNode | undefined;
-  /** Told of bytes charged to a trace after its spans were added (see TraceGraph.charge). */
+  /** Told when bytes are charged to a trace for state kept beside it (see TraceGraph.charge). */
   charged(bytes: number): void;
 }
 
@@ -189,8 +189,13 @@ function walkedBefore(node: AgentNode, steps: number): boolean {
   return false;
 }
 
+/** Serials of TraceGraphs, so that notes about one can name it without keeping it alive. */
+let nextSerial = 0;
+
 export class TraceGraph {
   readonly traceId: string;
+  /** Unique in this process: a trace evicted and made again is another graph. */
+  readonly serial = nextSerial++;
   readonly spans = new Map<string, SpanNode>();
   /** Children that arrived before their parent, by parent id (made when first needed: most traces of one process never need it). */
   #pending: Map<string, SpanNode[]> | undefined;
