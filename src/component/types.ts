@@ -52,8 +52,9 @@ export interface TracesConsumer {
   consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void>;
   /**
    * Why a batch offered now would be refused (a retryable error), or undefined when it would be
-   * taken. Receivers ask before they decode a request, so that an overloaded pipeline spends
-   * nothing on data it is about to refuse. A processor answers for itself and what follows it.
+   * taken. Receivers ask before they decode a request, so that an overloaded pipeline does not
+   * decode and judge data it is about to refuse. A processor answers for itself and what follows
+   * it (one that holds batches, only for itself).
    */
   refusal?(): Error | undefined;
 }

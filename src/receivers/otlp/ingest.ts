@@ -66,7 +66,7 @@ export class Ingest {
    * whatever the pipeline threw when it refused the spans (statusOf maps both).
    */
   async export(transport: TransportName, encoding: Encoding, body: Uint8Array): Promise<ExportResult> {
-    // Refused before it is decoded: an overloaded pipeline spends nothing on it.
+    // Refused before it is decoded: an overloaded pipeline neither decodes nor judges it.
     const refused = this.#next.refusal?.();
     if (refused) {
       this.#refusedRequests.inc([this.#receiver, transport, statusOf(refused).reason]);
