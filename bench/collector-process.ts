@@ -102,13 +102,49 @@ async function waitUntilReady(url: string, exited: () => boolean): Promise<void>
 }
 
 /** A loopback port that was free a moment ago (whoever asked binds it right after). */
-export function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
+  // A port the kernel hands out on its own (port 0) comes from the ephemeral range, which every
+  // outgoing connection also takes its local port from: between our check and the collector's
+  // bind, a client socket in another test could take it (EADDRINUSE). So: a random port below
+  // that range, checked free; port 0 only when none is found.
+  // Never the same port twice from this process (calls made together would otherwise race).
+  const below = ephemeralStart();
+  for (let attempt = 0; attempt < 20 && below > PRIVATE_PORTS_FROM + 1000; attempt++) {
+    const port = PRIVATE_PORTS_FROM + Math.floor(Math.random() * (below - PRIVATE_PORTS_FROM));
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    if (await listenable(port)) return port;
+  }
+  return listenOnce(0);
+}
+
+/** Where random ports are picked from, up to the ephemeral range. */
+const PRIVATE_PORTS_FROM = 20_000;
+const handedOut = new Set<number>();
+
+function ephemeralStart(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32_768;
+  } catch {
+    return 32_768; // Linux's default
+  }
+}
+
+async function listenable(port: number): Promise<boolean> {
+  return listenOnce(port).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Listens on `port` (0: any) on loopback, closes, and gives the port it had. */
+function listenOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+    server.listen(port, '127.0.0.1', () => {
+      const { port: bound } = server.address() as { port: number };
+      server.close(() => resolve(bound));
     });
   });
 }
