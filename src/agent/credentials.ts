@@ -6,7 +6,7 @@ import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:c
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AnyValue, KeyValue } from '../otlp/types.ts';
-import { numberOf } from './values.ts';
+import { findAttribute, numberOf, stringOf, stringsOf } from './values.ts';
 
 export const DEFAULT_CREDENTIAL_ATTRIBUTES = ['http.request.header.authorization', 'ai.request.headers.authorization', 'agentsec.credential'];
 
@@ -193,7 +193,7 @@ export function forwardedCredential(attrs: readonly KeyValue[]): (Credential & {
   for (const kv of attrs) {
     if (!CREDENTIAL_ATTR_KEYS.has(kv.key)) continue;
     const v = kv.value;
-    const s = stringValue(v);
+    const s = stringOf(v);
     switch (kv.key) {
       case CREDENTIAL_ATTR.fingerprint: fingerprint = s; continue;
       case CREDENTIAL_ATTR.attribute: attribute = s; continue;
@@ -201,9 +201,9 @@ export function forwardedCredential(attrs: readonly KeyValue[]): (Credential & {
       case CREDENTIAL_ATTR.sub: if (s === undefined) continue; claims.sub = s; break;
       case CREDENTIAL_ATTR.clientId: if (s === undefined) continue; claims.clientId = s; break;
       case CREDENTIAL_ATTR.iss: if (s === undefined) continue; claims.iss = s; break;
-      case CREDENTIAL_ATTR.aud: claims.aud = stringList(v); break;
-      case CREDENTIAL_ATTR.scope: claims.scope = stringList(v); break;
-      case CREDENTIAL_ATTR.act: claims.actors = stringList(v); break;
+      case CREDENTIAL_ATTR.aud: claims.aud = stringsOf(v); break;
+      case CREDENTIAL_ATTR.scope: claims.scope = stringsOf(v); break;
+      case CREDENTIAL_ATTR.act: claims.actors = stringsOf(v); break;
       case CREDENTIAL_ATTR.exp: {
         const n = s === undefined ? numberOf(v) : undefined;
         if (n === undefined || !Number.isFinite(n)) continue;
@@ -213,7 +213,7 @@ export function forwardedCredential(attrs: readonly KeyValue[]): (Credential & {
       case CREDENTIAL_ATTR.cnf: {
         const cnf: Record<string, string> = {};
         for (const e of v?.kvlistValue?.values ?? []) {
-          const t = stringValue(e.value);
+          const t = stringOf(e.value);
           if (t !== undefined) cnf[e.key] = t;
         }
         claims.cnf = cnf;
@@ -223,25 +223,9 @@ export function forwardedCredential(attrs: readonly KeyValue[]): (Credential & {
     claimed = true;
   }
   if (!fingerprint || !FINGERPRINT_RE.test(fingerprint) || !attribute || CREDENTIAL_ATTR_KEYS.has(attribute)) return undefined;
-  const held = attrs.find((kv) => kv.key === attribute)?.value;
+  const held = findAttribute(attrs, attribute);
   const holds = held?.stringValue === fingerprint || (held?.arrayValue?.values ?? []).some((x) => x.stringValue === fingerprint);
   if (!holds) return undefined;
   const jwt = claimed || scheme === 'jwt';
   return { fingerprint, claims: jwt ? claims : undefined, scheme: jwt ? 'jwt' : (scheme ?? 'opaque'), attribute };
-}
-
-function stringValue(v: AnyValue | null | undefined): string | undefined {
-  const s = v?.stringValue;
-  return s ? s : undefined;
-}
-
-function stringList(v: AnyValue | null | undefined): string[] {
-  const s = stringValue(v);
-  if (s !== undefined) return [s];
-  const out: string[] = [];
-  for (const x of v?.arrayValue?.values ?? []) {
-    const t = stringValue(x);
-    if (t !== undefined) out.push(t);
-  }
-  return out;
 }

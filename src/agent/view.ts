@@ -3,7 +3,7 @@
 // the span itself says; identity inherited down the tree is resolved by the trace graph.
 import type { KeyValue, Resource, Span } from '../otlp/types.ts';
 import { SpanKind, StatusCode } from '../otlp/types.ts';
-import { numberOf, stringOf, StringPool, textOf } from './values.ts';
+import { numberOf, stringOf, stringsOf, StringPool, textOf } from './values.ts';
 import { CREDENTIAL_ATTR_KEYS, credentialAttributes, FINGERPRINT_RE, forwardedCredential, type Credential, type CredentialReader } from './credentials.ts';
 
 /** Where an agent's code runs: from resource attributes, shared by every span of a resource. */
@@ -280,7 +280,7 @@ export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | 
 function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | undefined {
   const value = kv.value;
   if (!value) return undefined;
-  const raw = value.stringValue ? [value.stringValue] : (value.arrayValue?.values ?? []).map((x) => stringOf(x)).filter((s): s is string => s !== undefined);
+  const raw = stringsOf(value);
   if (raw.length === 0) return undefined;
   let replaced = false;
   const creds = raw.map((r): Credential => {

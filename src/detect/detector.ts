@@ -283,44 +283,68 @@ export function finality(span: SpanNode, waited: number, settleAfterMs: number):
   return span.named ? 'named' : 'provisional';
 }
 
+/**
+ * A waiter's note of when it last found a span awaiting an ancestor: the graph (by serial, so
+ * that no reference is kept) and its adoptions then. Until the graph adopts children again, the
+ * span cannot have stopped awaiting (TraceGraph.adoptions), so it is not walked up again.
+ */
+interface AwaitNote {
+  awaitedAt?: number;
+  awaitedIn?: number;
+}
+
+/** The note still holds: nothing in `graph` can have ended the wait, nor has time. */
+function stillAwaiting(note: AwaitNote, graph: TraceGraph, waited: number, settleAfterMs: number): boolean {
+  return note.awaitedIn === graph.serial && note.awaitedAt === graph.adoptions && waited < settleAfterMs;
+}
+
+/** `finality`, skipping the walk up while `note` still holds. */
+function notedFinality(note: AwaitNote, span: SpanNode, waited: number, settleAfterMs: number): Finality | undefined {
+  const graph = span.trace;
+  if (stillAwaiting(note, graph, waited, settleAfterMs)) return undefined;
+  const fin = finality(span, waited, settleAfterMs);
+  if (fin === undefined) {
+    note.awaitedAt = graph.adoptions;
+    note.awaitedIn = graph.serial;
+  }
+  return fin;
+}
+
 /** A span a detector waits to judge until what the graph says of it is final. */
-export interface Waiting {
+export interface Waiting extends AwaitNote {
   id: string;
   /** The trace's clock when it arrived. */
   seen: number;
-  /** settle's note: the graph's adoptions when it last found the span awaiting an ancestor. */
-  awaitedAt?: number;
 }
 
 /**
  * Splits what waits into the spans whose finality is known now (in waiting order) and those that
  * still wait. A span no longer in the graph (evicted and made again) is dropped. A span found
  * awaiting an ancestor is not walked up again until the graph has adopted children since
- * (children-first traces keep most of their spans waiting for many batches) or its wait is over.
+ * (children-first traces keep most of their spans waiting for many batches) or its wait is over:
+ * even its lookup is skipped then.
  */
 export function settle<W extends Waiting>(graph: TraceGraph, waiting: readonly W[], clock: number, settleAfterMs: number): { still: W[]; ready: { span: SpanNode; w: W; fin: Finality }[] } {
   const still: W[] = [];
   const ready: { span: SpanNode; w: W; fin: Finality }[] = [];
   for (const w of waiting) {
     const waited = clock - w.seen;
-    if (w.awaitedAt === graph.adoptions && waited < settleAfterMs) {
+    if (stillAwaiting(w, graph, waited, settleAfterMs)) {
       still.push(w);
       continue;
     }
     const span = graph.spans.get(w.id);
     if (!span) continue;
-    const fin = finality(span, waited, settleAfterMs);
-    if (fin === undefined) {
-      w.awaitedAt = graph.adoptions;
-      still.push(w);
-    } else ready.push({ span, w, fin });
+    const fin = notedFinality(w, span, waited, settleAfterMs);
+    if (fin === undefined) still.push(w);
+    else ready.push({ span, w, fin });
   }
   return { still, ready };
 }
 
 /** When each agent node was first looked at (the trace's clock then), for `finality` of nodes. */
 export class NodeClock {
-  readonly #seen = new Map<string, { seen: number; awaitedAt: number; awaitedIn: number }>();
+  readonly #seen = new Map<string, AwaitNote & { seen: number }>();
   readonly #max: number;
   constructor(max = 10_000) {
     this.#max = max;
@@ -328,10 +352,10 @@ export class NodeClock {
   get size(): number {
     return this.#seen.size;
   }
-  #entry(node: AgentNode, clock: number): { seen: number; awaitedAt: number; awaitedIn: number } {
+  #entry(node: AgentNode, clock: number): AwaitNote & { seen: number } {
     let entry = this.#seen.get(node.id);
     if (entry === undefined) {
-      entry = { seen: clock, awaitedAt: -1, awaitedIn: -1 };
+      entry = { seen: clock, awaitedAt: undefined, awaitedIn: undefined };
       if (this.#seen.size < this.#max) this.#seen.set(node.id, entry);
     }
     return entry;
@@ -343,18 +367,9 @@ export class NodeClock {
   /** The finality of `node`'s role (transparent nodes are no agents: undefined forever); walks up only as `settle` does. */
   finality(node: AgentNode, clock: number, settleAfterMs: number): Finality | undefined {
     if (node.transparent) return undefined;
+    // A node reached through a span link lives in another trace's graph: the note names its graph.
     const entry = this.#entry(node, clock);
-    const waited = clock - entry.seen;
-    // A node reached through a span link lives in another trace's graph, which may be evicted and
-    // made again: the note holds for the graph it was taken in (by serial: no reference kept).
-    const graph = node.start.trace;
-    if (entry.awaitedIn === graph.serial && entry.awaitedAt === graph.adoptions && waited < settleAfterMs) return undefined;
-    const fin = finality(node.start, waited, settleAfterMs);
-    if (fin === undefined) {
-      entry.awaitedAt = graph.adoptions;
-      entry.awaitedIn = graph.serial;
-    }
-    return fin;
+    return notedFinality(entry, node.start, clock - entry.seen, settleAfterMs);
   }
 }
 

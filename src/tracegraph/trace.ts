@@ -149,8 +149,20 @@ export interface TraceGraphOptions {
 function sameAgent(a: string, b: string): boolean {
   return a === b || canonicalName(a) === canonicalName(b);
 }
-function canonicalName(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
+
+/** Canonical forms of the few names that recur (roles, services, agent ids), remembered. */
+const canonicalNames = new Map<string, string>();
+const MAX_CANONICAL_NAMES = 4096;
+
+/** A name as agent names are compared: lower case, runs of other characters as one `_`. */
+export function canonicalName(s: string): string {
+  let c = canonicalNames.get(s);
+  if (c === undefined) {
+    c = s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
+    if (canonicalNames.size >= MAX_CANONICAL_NAMES) canonicalNames.clear();
+    canonicalNames.set(s, c);
+  }
+  return c;
 }
 
 /** Nodes seen on the walk agentChain is doing (reused: the walk is synchronous). */

@@ -24,7 +24,7 @@
 import { z } from 'zod';
 import type { JwtClaims } from '../../agent/credentials.ts';
 import { SpanKind } from '../../otlp/types.ts';
-import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
+import { canonicalName, type AgentNode, type SpanNode, type TraceGraph } from '../../tracegraph/trace.ts';
 import type { DetectorDefinition, FindingDraft } from '../detector.ts';
 import { agentChain, agentsBetween, hopsOf, TraceStates, treeRoot } from '../detector.ts';
 import type { ChainHop, Confidence, Severity } from '../finding.ts';
@@ -63,19 +63,6 @@ export function privilegedScopes(scope: readonly string[] | undefined): string[]
   return (scope ?? []).filter((s) => PRIVILEGED_SCOPE.test(s));
 }
 
-/** Canonical forms of the few names that recur (roles, services, agent ids), remembered: every presentation compares them. */
-const canonical = new Map<string, string>();
-const MAX_CANONICAL = 4096;
-
-function canon(s: string): string {
-  let c = canonical.get(s);
-  if (c === undefined) {
-    c = s.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
-    if (canonical.size >= MAX_CANONICAL) canonical.clear();
-    canonical.set(s, c);
-  }
-  return c;
-}
 
 /** Names an agent or workload may go by in a claim. */
 function identitiesOf(span: SpanNode): string[] {
@@ -85,8 +72,8 @@ function identitiesOf(span: SpanNode): string[] {
 }
 
 function names(id: string, span: SpanNode): boolean {
-  const c = canon(id);
-  return c !== '' && identitiesOf(span).some((x) => x === id || canon(x) === c);
+  const c = canonicalName(id);
+  return c !== '' && identitiesOf(span).some((x) => x === id || canonicalName(x) === c);
 }
 
 function namedIn(list: readonly string[] | undefined, span: SpanNode): string | undefined {
@@ -291,12 +278,12 @@ function judge(
 
 function isPolicyRole(policy: Policy, id: string): boolean {
   if (policy.role(id)) return true;
-  const c = canon(id);
-  return Object.keys(policy.config.roles).some((r) => canon(r) === c);
+  const c = canonicalName(id);
+  return Object.keys(policy.config.roles).some((r) => canonicalName(r) === c);
 }
 
 function nodeNames(node: AgentNode, id: string): boolean {
-  return names(id, node.start) || canon(node.role) === canon(id);
+  return names(id, node.start) || canonicalName(node.role) === canonicalName(id);
 }
 
 /** An agent invocation in the trace that `id` names: the presenter's nearest ancestor first, else the earliest connected one. */
