@@ -23,8 +23,8 @@ import type { MemoryResult, ThroughputResult } from './agent-inprocess.ts';
 import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { formatTable } from './report.ts';
-import { envNumber } from './env.ts';
-import { metricValues, refusalReasons, sum } from './prom.ts';
+import { collectorNodeFlags, envNumber } from './env.ts';
+import { metricValues, refusalReasons, scrapeMetrics, sum } from './prom.ts';
 
 const IN_PROCESS_SECONDS = envNumber('BENCH_AGENT_SECONDS', 2);
 const E2E_SECONDS = envNumber('BENCH_E2E_SECONDS', 4);
@@ -172,7 +172,8 @@ async function main(): Promise<void> {
     }
     console.log(
       `\n3. end to end, ${CONFIG} (memory_limiter, normalize, tracegraph, detect with no policy and SQLite baselines, enrich 500ms hold, file, debug) in its own process; ` +
-        `load from bench/load.ts, ${CONCURRENCY} requests in flight, ${E2E_SECONDS} s after ${E2E_WARMUP_SECONDS} s warm-up`,
+        `load from bench/load.ts, ${CONCURRENCY} requests in flight, ${E2E_SECONDS} s after ${E2E_WARMUP_SECONDS} s warm-up; ` +
+        `collector node flags: ${collectorNodeFlags().join(' ') || 'none'}`,
     );
     console.log(
       `   payload: traces of ${E2E_TRACE_SIZES.join(', ')} spans in turn, ${pool.requests.length} distinct requests (${count(pool.requests.length * SPANS_PER_REQUEST)} spans), ` +
@@ -240,8 +241,9 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
     config: CONFIG,
     env: { AGENTSEC_DATA_DIR: join(tmp, `data-${id}`), AGENTSEC_LOG_LEVEL: 'warn' },
     logPath: join(tmp, `collector-${id}.log`),
+    nodeFlags: collectorNodeFlags(),
   });
-  const scrape = async () => (await fetch(`${collector.adminUrl}/metrics`)).text();
+  const scrape = () => scrapeMetrics(collector.adminUrl);
   let window: LoadWindow;
   let metrics = '';
   let metricsAtStart: Promise<string> | undefined;

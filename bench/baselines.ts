@@ -88,7 +88,9 @@ interface RoundResult {
 /** config/agentsec.yaml with detect.baselines set (or not), written to `path`. */
 function writeConfig(path: string, baselines: Record<string, unknown> | undefined): string {
   const doc = parseYaml(readFileSync(join(REPO_DIR, 'config/agentsec.yaml'), 'utf8')) as { processors: { detect: Record<string, unknown> } };
+  // The shipped config has baselines on: the "off" row takes them out.
   if (baselines) doc.processors.detect.baselines = baselines;
+  else delete doc.processors.detect.baselines;
   writeFileSync(path, stringifyYaml(doc));
   return path;
 }
