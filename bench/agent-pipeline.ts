@@ -1,4 +1,4 @@
-// npm run bench (second half): the agent-semantics processors (normalize → tracegraph →
+// npm run bench (the second of its six scripts): the agent-semantics processors (normalize → tracegraph →
 // enrich) on agent-shaped traces (bench/agent-payload.ts), three ways:
 //   1. in-process throughput on one core for traces of 10, 1,000 and 10,000 spans, with the
 //      GC share (bench/agent-inprocess.ts, a fresh child process per case, each case twice);
@@ -22,9 +22,10 @@ import { buildAgentPool } from './agent-payload.ts';
 import type { MemoryResult, ThroughputResult } from './agent-inprocess.ts';
 import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { formatTable } from './report.ts';
+import { count, fixed, formatTable, noteNoise } from './report.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
-import { metricValues, refusalReasons, scrapeMetrics, sum } from './prom.ts';
+import { metricValues, refusalReasons, scrapeMetrics, sentSpans, sum } from './prom.ts';
+import { runMain } from './main.ts';
 
 const IN_PROCESS_SECONDS = envNumber('BENCH_AGENT_SECONDS', 2);
 const E2E_SECONDS = envNumber('BENCH_E2E_SECONDS', 4);
@@ -42,15 +43,12 @@ const E2E_TRACE_SIZES = [10, 100, 1_000];
 const E2E_POOL_REQUESTS = 1_000;
 const MEMORY_TARGET_BYTES = 512;
 const PER_CORE_TARGET = 50_000;
-const NOISY_OTHER_CPU_PERCENT = 10;
 const CONFIG = 'config/agentsec.yaml';
 const INPROC_SCRIPT = fileURLToPath(new URL('./agent-inprocess.ts', import.meta.url));
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
 
-const count = (n: number) => Math.round(n).toLocaleString('en-US');
-const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 
 interface E2eResult {
   transport: 'http' | 'grpc';
@@ -128,7 +126,7 @@ async function main(): Promise<void> {
       'spans/s: over the timed consume() calls; process CPU% > 100 is GC helper threads, < 100 means the process did not get a whole core; ' +
         'GC %: main-thread GC pauses (v8.GCProfiler) ÷ timed seconds',
     );
-    noteNoise(throughput.map((r) => r.otherCpuPercent), 'in-process cases');
+    noteNoise(throughput.map((r) => r.otherCpuPercent), 'the in-process cases');
 
     // 2. Memory per span summary.
     process.stderr.write('memory per span summary …\n');
@@ -207,7 +205,7 @@ async function main(): Promise<void> {
         'While the hold fills, acked runs ahead of what the pipeline sustains, so the target is checked on exported/s per core.',
     );
     if (e2e.some((r) => r.duplicateSpans > 0)) console.log(`note: the load wrapped around its ${pool.requests.length} distinct requests; spans seen twice cost the graph less, so those figures flatter it`);
-    noteNoise(e2e.map((r) => r.otherCpuPercent), 'end-to-end windows');
+    noteNoise(e2e.map((r) => r.otherCpuPercent), 'the end-to-end windows');
 
     let profile: { file: string; top: string } | undefined;
     if (process.env.BENCH_CPU_PROF) {
@@ -230,10 +228,6 @@ async function main(): Promise<void> {
   }
 }
 
-function noteNoise(otherCpu: number[], what: string): void {
-  const busiest = Math.max(0, ...otherCpu);
-  if (busiest > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${busiest.toFixed(0)}% of a core during the ${what}; those figures are disturbed`);
-}
 
 async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: string, tmp: string): Promise<E2eResult> {
   const id = `agent-${transport}-${round}`;
@@ -267,8 +261,7 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
   const { load, cpu } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests over ${transport}, first: ${load.firstError}`);
   const spansPerSecond = load.ackedSpans / load.seconds;
-  const fileSent = (text: string) => sum(metricValues(text, 'agentsec_exporter_sent_spans_total', 'exporter').filter(([exporter]) => exporter === 'file'));
-  const exportedSpansPerSecond = (fileSent(metrics) - fileSent(await (metricsAtStart ?? Promise.resolve('')))) / load.seconds;
+  const exportedSpansPerSecond = (sentSpans(metrics, 'file') - sentSpans(await (metricsAtStart ?? Promise.resolve('')), 'file')) / load.seconds;
   return {
     transport,
     round,
@@ -291,10 +284,4 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
   };
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`agent bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('agent bench', main);

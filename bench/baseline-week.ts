@@ -30,7 +30,7 @@
 // invocations for 40 minutes (8 windows, ≥ 30 min), (c) 5× for a single window. Expected: (a) and
 // (b) found, (c) not. What those injections cause is left out of the false-positive count.
 //
-//   node bench/baseline-week.ts                        about a minute
+//   node bench/baseline-week.ts                        about 25 s
 //   BENCH_WEEK_ROLES (50)  BENCH_WEEK_DAYS (7)  BENCH_WEEK_SEED (5)
 //   BENCH_WEEK_START       the first day (UTC midnight, YYYY-MM-DD; default 2026-11-04, a Wednesday)
 //   BENCH_WEEK_VARIANTS=1  also (about 15 minutes more): every start day of the week, learning.period
@@ -44,6 +44,7 @@ import { MemoryStore } from '../src/baseline/store.ts';
 import { Rng } from '../demo/agents.ts';
 import { formatTable } from './report.ts';
 import { envNumber } from './env.ts';
+import { runMain } from './main.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -612,11 +613,5 @@ async function main(): Promise<void> {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  main().then(
-    () => process.exit(0),
-    (err: unknown) => {
-      console.error(`baseline-week bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-      process.exit(1);
-    },
-  );
+  runMain('baseline-week bench', main);
 }

@@ -1,8 +1,8 @@
 // What baselines cost the full pipeline (issue 5): config/agentsec.yaml as shipped (memory_limiter →
 // normalize → tracegraph → detect → enrich, hold 500ms → file + debug) with
 // AGENTSEC_POLICY=config/policies/demo.yaml, in three rows: detect.baselines off, `storage: sqlite`
-// (a file in the data dir) and `storage: redis` (a redis-server on loopback, started here as
-// test/helpers/redis.ts does, or AGENTSEC_TEST_REDIS_URL). Everything else is bench/detection.ts's
+// (a file in the data dir) and `storage: redis` (a redis-server on loopback, started by
+// test/helpers/redis.ts's startRedis, or AGENTSEC_TEST_REDIS_URL). Everything else is bench/detection.ts's
 // throughput round: a fresh collector child per round, driven over HTTP/protobuf by
 // bench/detection-load.ts (its own process, requests in flight) with the demo's normal multi-agent
 // traffic (bench/detection-payload.ts, fresh ids each pass), CPU from /proc. The rows alternate
@@ -15,7 +15,7 @@
 //
 // Then (2.) what one sync costs once a week of baselines is stored, per store and number of roles.
 //
-//   node bench/baselines.ts                       ~3 minutes
+//   node bench/baselines.ts                       about 2 minutes
 //   BENCH_BASELINES_SECONDS (10), BENCH_BASELINES_WARMUP (2), BENCH_BASELINES_ROUNDS (2), BENCH_CONCURRENCY (8)
 //   BENCH_BASELINES_PROFILE=0  no profiled round (by default one more round per store runs under
 //                        --cpu-prof, for the share of the collector's CPU inside baselines code)
@@ -33,8 +33,8 @@ import { startCollector, stopMeasured, type CollectorProcess } from './collector
 import { maxLoadWindow } from './detection-window.ts';
 import { buildBenignTemplate, idOffsets } from './detection-payload.ts';
 import { writePoolFile } from './payload.ts';
-import { byLabel, metricValues, sum } from './prom.ts';
-import { formatTable } from './report.ts';
+import { byLabel, metricValues, sentSpans, sum } from './prom.ts';
+import { count, fixed, formatTable, noteNoise } from './report.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { startRedis, redisUnavailable, type TestRedis } from '../test/helpers/redis.ts';
 import { Baselines } from '../src/baseline/baselines.ts';
@@ -43,6 +43,7 @@ import { emptyData, itemKey, windowKey, type BaselineData } from '../src/baselin
 import type { BaselineStore } from '../src/baseline/store.ts';
 import { SqliteStore } from '../src/baseline/store-sqlite.ts';
 import { RedisStore } from '../src/baseline/store-redis.ts';
+import { runMain } from './main.ts';
 
 const SECONDS = envNumber('BENCH_BASELINES_SECONDS', 10);
 const WARMUP_SECONDS = envNumber('BENCH_BASELINES_WARMUP', 2);
@@ -60,8 +61,6 @@ const BASELINE_CODE = /\/src\/baseline\/|\/src\/detect\/detectors\/baseline\.ts/
 /** BENCH_BASELINES_PROFILE=0: no profiled rounds. */
 const PROFILE = process.env.BENCH_BASELINES_PROFILE !== '0';
 
-const count = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
-const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 
 type RowId = 'off' | 'sqlite' | 'redis';
 
@@ -120,11 +119,10 @@ async function round(env: Env, row: RowId, n: number, profiled = false): Promise
   const exitCode = stopped.exitCode;
   const { load, cpu, before, after } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in ${id}, first: ${load.firstError}`);
-  const fileSent = (text: string) => sum(metricValues(text, 'agentsec_exporter_sent_spans_total', 'exporter').filter(([e]) => e === 'file'));
   const findings: Record<string, number> = {};
   const fb = byLabel(before, 'agentsec_findings_total', 'kind');
   for (const [kind, v] of byLabel(after, 'agentsec_findings_total', 'kind')) if (v - (fb.get(kind) ?? 0) > 0) findings[kind] = v - (fb.get(kind) ?? 0);
-  const exported = (fileSent(after) - fileSent(before)) / load.seconds;
+  const exported = (sentSpans(after, 'file') - sentSpans(before, 'file')) / load.seconds;
   let storeBytes = NaN;
   if (row === 'sqlite') {
     storeBytes = 0;
@@ -353,10 +351,9 @@ async function main(): Promise<void> {
     console.log(formatTable(['baselines', 'exported spans/s', 'exported/s per core', 'per core vs off', 'CPU per span vs off', 'redis CPU%', `≥ ${count(PER_CORE_TARGET)}/core`], summary));
     console.log(
       `per core: exported spans/s ÷ the collector's CPU (all its threads, /proc) over the window; redis-server's own CPU is apart (redis CPU%). ` +
-        `CPU per span vs off: how much more collector CPU each span costs with baselines (over ${COST_BUDGET_PERCENT}%: profile with BENCH_CPU_PROF=DIR).`,
+        `CPU per span vs off: how much more collector CPU each span costs with baselines (over ${COST_BUDGET_PERCENT}%: see the profiled round below).`,
     );
-    const noisy = Math.max(...results.map((r) => r.otherCpuPercent));
-    if (noisy > 10) console.log(`note: other processes used up to ${noisy.toFixed(0)}% of a core during the windows; the figures are disturbed`);
+    noteNoise(results.map((r) => r.otherCpuPercent), 'the windows');
 
     if (PROFILE) {
       // One more round per store under the profiler (not in the figures above: the profiler costs
@@ -405,10 +402,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`baselines bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('baselines bench', main);

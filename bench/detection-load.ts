@@ -1,4 +1,4 @@
-// The load process of bench/detection.ts, run as its own process (its CPU is not the
+// The load process of bench/detection.ts (and of baselines.ts and sidecar.ts), run as its own process (its CPU is not the
 // collector's). It sends the benign template (bench/detection-payload.ts) over OTLP/HTTP again
 // and again, each pass with fresh trace and span ids (XOR masks at the ids' offsets, parent links
 // kept), so the collector never sees a span twice however long the run; a pool for a whole run

@@ -1,4 +1,4 @@
-// The detection bench's traffic (bench/detection.ts): the demo's multi-agent system
+// The detection bench's traffic (bench/detection.ts; baselines.ts and sidecar.ts send it too): the demo's multi-agent system
 // (demo/agents.ts, demo/scenarios.ts: orchestrator → research, analysis, writer; the demo
 // policy's labelled tools; each agent service with its own credentials; tool arguments and
 // results captured), planned there and turned into OTLP spans here, without an SDK in the way.

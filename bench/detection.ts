@@ -1,6 +1,6 @@
 // npm run bench (detection): the shipped pipeline with every detector on, in two parts.
-//   1. Throughput: config/agentsec.yaml (memory_limiter → normalize → tracegraph → detect →
-//      enrich, hold 500ms → file + debug) with AGENTSEC_POLICY=config/policies/demo.yaml, so
+//   1. Throughput: config/agentsec.yaml (memory_limiter → normalize → tracegraph → detect with
+//      SQLite baselines → enrich, hold 500ms → file + debug) with AGENTSEC_POLICY=config/policies/demo.yaml, so
 //      the demo's tools are labelled and the flow detectors do work; a fresh collector child per
 //      round, driven over HTTP/protobuf by bench/detection-load.ts (its own process, requests
 //      in flight as bench/load.ts) with the demo's normal multi-agent traffic
@@ -37,9 +37,10 @@ import { cpuMeters, forkLoad, maxLoadWindow } from './detection-window.ts';
 import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, demoCast, exfiltrationTrace, idOffsets, type AttackTrace, type LastSpan } from './detection-payload.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { byLabel, metricValues, refusalReasons, scrapeMetrics, sum } from './prom.ts';
-import { formatTable } from './report.ts';
+import { byLabel, metricValues, refusalReasons, scrapeMetrics, sentSpans, sum } from './prom.ts';
+import { count, fixed, formatTable, noteNoise } from './report.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
+import { runMain } from './main.ts';
 
 const SECONDS = envNumber('BENCH_DETECT_SECONDS', 10);
 const WARMUP_SECONDS = envNumber('BENCH_DETECT_WARMUP', 2);
@@ -62,13 +63,10 @@ const LATENCY_WARMUP_MS = 2000;
 const FIND_TIMEOUT_MS = 5000;
 /** Pause between one attack's prefix being acknowledged and its last span: a random 10–40 ms. */
 const GAP_MS: [number, number] = [10, 40];
-const NOISY_OTHER_CPU_PERCENT = 10;
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
 
-const count = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
-const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
 
 
 interface Files {
@@ -124,13 +122,12 @@ async function throughputRound(round: number, files: Files, tmp: string): Promis
   const { peakRssMiB, exitCode } = await stopMeasured(collector, id).then(({ peakRssBytes, exitCode }) => ({ peakRssMiB: peakRssBytes / 1024 / 1024, exitCode }));
   const { load, cpu, before, after } = window;
   if (load.errors > 0) console.warn(`warning: ${load.errors} failed requests in throughput round ${round}, first: ${load.firstError}`);
-  const fileSent = (text: string) => sum(metricValues(text, 'agentsec_exporter_sent_spans_total', 'exporter').filter(([e]) => e === 'file'));
   const findingsAfter = byLabel(after, 'agentsec_findings_total', 'kind');
   const findingsBefore = byLabel(before, 'agentsec_findings_total', 'kind');
   const findings: Record<string, number> = {};
   for (const [kind, n] of findingsAfter) if (n - (findingsBefore.get(kind) ?? 0) > 0) findings[kind] = n - (findingsBefore.get(kind) ?? 0);
   const acked = load.ackedSpans / load.seconds;
-  const exported = (fileSent(after) - fileSent(before)) / load.seconds;
+  const exported = (sentSpans(after, 'file') - sentSpans(before, 'file')) / load.seconds;
   return {
     round,
     ackedSpansPerSecond: acked,
@@ -506,7 +503,7 @@ async function main(): Promise<void> {
       throughput.push(await throughputRound(round, files, tmp));
     }
     console.log(
-      `\n1. throughput: ${CONFIG} with AGENTSEC_POLICY=${POLICY || '(none)'} (memory_limiter, normalize, tracegraph, detect: every detector, enrich 500ms hold, file, debug), ` +
+      `\n1. throughput: ${CONFIG} with AGENTSEC_POLICY=${POLICY || '(none)'} (memory_limiter, normalize, tracegraph, detect: every detector and SQLite baselines, enrich 500ms hold, file, debug), ` +
         `a fresh collector per round; HTTP/protobuf from bench/detection-load.ts, ${CONCURRENCY} requests in flight, ${SECONDS} s after ${WARMUP_SECONDS} s warm-up`,
     );
     console.log(
@@ -538,7 +535,7 @@ async function main(): Promise<void> {
         'per core: ÷ the collector\'s CPU (all its threads, /proc) over the window. The target is checked on exported/s per core. ' +
         'findings: agentsec_findings_total over the window; benign traffic should give none.',
     );
-    noteNoise(throughput.map((r) => r.otherCpuPercent), 'throughput windows');
+    noteNoise(throughput.map((r) => r.otherCpuPercent), 'the throughput windows');
 
     const maxRate = throughput[0]!.ackedSpansPerSecond;
     const benignRate = maxRate * LOAD_SHARE;
@@ -583,7 +580,7 @@ async function main(): Promise<void> {
         `benign load: ${latency.paced.skippedRequests} requests skipped (too many outstanding), ${latency.paced.refusals} refused, ${latency.paced.errors} failed; ` +
         `spans.jsonl scanned: ${fixed(latency.spansFileMiBScanned)} MiB; bench process CPU ${fixed(latency.cpu.bench!)}%`,
     );
-    noteNoise([latency.cpu.other], 'latency run');
+    noteNoise([latency.cpu.other], 'the latency run');
 
     let profileTop: string | undefined;
     const profile = throughput[0]?.profile;
@@ -619,15 +616,5 @@ function writeResults(figures: Record<string, unknown>): void {
   console.log(`\ndetection figures as JSON: ${resultsPath}`);
 }
 
-function noteNoise(otherCpu: number[], what: string): void {
-  const busiest = Math.max(0, ...otherCpu);
-  if (busiest > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${busiest.toFixed(0)}% of a core during the ${what}; those figures are disturbed`);
-}
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`detection bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('detection bench', main);

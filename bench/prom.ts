@@ -19,6 +19,11 @@ export function byLabel(text: string, name: string, label: string): Map<string, 
   return out;
 }
 
+/** Spans an exporter has sent (agentsec_exporter_sent_spans_total{exporter}). */
+export function sentSpans(text: string, exporter: string): number {
+  return byLabel(text, 'agentsec_exporter_sent_spans_total', 'exporter').get(exporter) ?? 0;
+}
+
 /** Why the collector refused data: the reasons of refused spans and of requests refused before decoding. */
 export function refusalReasons(text: string): string[] {
   const reasons = new Set<string>();

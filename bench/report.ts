@@ -24,8 +24,19 @@ export interface ScenarioResult {
   collectorExitCode: number | null;
 }
 
-const count = (n: number) => Math.round(n).toLocaleString('en-US');
-const fixed = (n: number, digits = 0) => n.toFixed(digits);
+/** A whole number with thousands separators; '—' when there is none (a crashed collector). */
+export const count = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : '—');
+/** A number to `digits` places; '—' when there is none. */
+export const fixed = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '—');
+
+/** Other processes' CPU (% of a core) above which a window's figures are called disturbed. */
+export const NOISY_OTHER_CPU_PERCENT = 10;
+
+/** Notes when other processes used much CPU during the windows measured (`during`: "a window", "the latency run" …). */
+export function noteNoise(otherCpu: readonly number[], during: string): void {
+  const busiest = Math.max(0, ...otherCpu);
+  if (busiest > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${busiest.toFixed(0)}% of a core during ${during}; those figures are disturbed`);
+}
 
 /** Left-aligns text columns and right-aligns numeric ones (those whose cells all start with a digit). */
 export function formatTable(headers: string[], rows: string[][]): string {

@@ -23,10 +23,11 @@ import { startCollector, stopMeasured } from './collector-process.ts';
 import type { LoadMessage, LoadResult } from './load.ts';
 import { buildRequestPool, SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
-import { codecTable, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
+import { codecTable, noteNoise, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
 import { refusalReasons, scrapeMetrics } from './prom.ts';
+import { runMain } from './main.ts';
 
 const SECONDS = envNumber('BENCH_SECONDS', 10);
 const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 8);
@@ -35,7 +36,6 @@ const POOL_SIZE = 64;
 const CODEC_SECONDS = 1;
 const LOAD_EXIT_TIMEOUT_MS = 10_000;
 /** Other processes' CPU in a window above which the figures are flagged as disturbed. */
-const NOISY_OTHER_CPU_PERCENT = 10;
 const LOAD_SCRIPT = fileURLToPath(new URL('./load.ts', import.meta.url));
 
 interface Sink {
@@ -96,12 +96,11 @@ async function main(): Promise<void> {
     }
 
     console.log(scenarioTable(results));
-    const busiest = Math.max(0, ...results.map((r) => r.otherCpuPercent));
-    if (busiest > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${busiest.toFixed(0)}% of a core during a measured window; those figures are disturbed`);
+    noteNoise(results.map((r) => r.otherCpuPercent), 'a measured window');
     console.log('\n' + codecTable(codec));
     const staticLine = staticVersusReflection(codec);
     if (staticLine) console.log(staticLine);
-    if (codecOtherCpu > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used ${codecOtherCpu.toFixed(0)}% of a core during the codec runs; those figures are disturbed`);
+    noteNoise([codecOtherCpu], 'the codec runs');
     console.log('\n' + pipelineRatios(results, codec));
 
     const resultsPath = resolve(process.env.BENCH_RESULTS ?? join(tmpdir(), `agentsec-bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
@@ -229,10 +228,4 @@ function describePayload(protobuf: readonly Buffer[], json: readonly Buffer[]) {
   };
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`bench failed: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('bench', main);

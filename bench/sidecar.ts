@@ -1,4 +1,4 @@
-// npm run bench:sidecar (also the last step of npm run bench): what the sidecar costs next to
+// npm run bench:sidecar (also the fourth of npm run bench's six scripts): what the sidecar costs next to
 // the gateway, under the same offered load. Each config runs as a collector child process
 // (bench/collector-process.ts) forwarding over OTLP/gRPC to the bench's gRPC sink
 // (bench/sink.ts); the load is bench/detection-load.ts in paced mode: the demo's normal
@@ -38,8 +38,9 @@ import type { Span } from '../src/otlp/types.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
-import { formatTable } from './report.ts';
+import { fixed, formatTable, noteNoise } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
+import { runMain } from './main.ts';
 
 const RATE = envNumber('BENCH_SIDECAR_RATE', 4000);
 const SECONDS = envNumber('BENCH_SIDECAR_SECONDS', 10);
@@ -49,7 +50,6 @@ const TEMPLATE_TASKS = 100;
 /** Outstanding requests the paced load allows before it skips a due one (counted). */
 const MAX_OUTSTANDING = 32;
 const HMAC_KEY = 'bench-sidecar-hmac-key-0123456789abcdef';
-const NOISY_OTHER_CPU_PERCENT = 10;
 const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url));
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -224,7 +224,6 @@ async function main(): Promise<void> {
       process.stderr.write(`sidecar: ${mode.name} …\n`);
       results.push(await measure(mode, sink, mode.offered === 'forwarded' ? forwarded : files, tmp));
     }
-    const fixed = (n: number, d = 0) => (Number.isFinite(n) ? n.toFixed(d) : '—');
     console.log(
       formatTable(
         ['mode', 'node flags', 'exported spans/s', 'collector CPU %', 'CPU ms per 1k spans', 'cores per 1k spans/s', 'peak RSS MiB', 'refused', 'skipped', 'other CPU %'],
@@ -234,8 +233,7 @@ async function main(): Promise<void> {
     const sidecar = results[0]!;
     const gateway = results.find((r) => r.mode === 'gateway')!;
     console.log(`the gateway costs ${(gateway.cpuMsPer1kSpans / sidecar.cpuMsPer1kSpans).toFixed(1)}× the sidecar's CPU per span (sidecar as deployed); CPU from /proc over the window, all the collector's threads`);
-    const noisy = Math.max(...results.map((r) => r.otherCpuPercent));
-    if (noisy > NOISY_OTHER_CPU_PERCENT) console.log(`note: other processes used up to ${noisy.toFixed(0)}% of a core during a window; those figures are disturbed`);
+    noteNoise(results.map((r) => r.otherCpuPercent), 'a window');
     if (results.some((r) => r.exportedSpansPerSecond < RATE * 0.9)) console.log('note: a config exported less than 90% of the offered rate: it could not keep up, and its figure is not at the offered load');
     const path = resolve(process.env.BENCH_RESULTS_SIDECAR ?? join(tmpdir(), `agentsec-bench-sidecar-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
     writeFileSync(path, JSON.stringify({ date: new Date().toISOString(), settings: { rate: RATE, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, templateTasks: TEMPLATE_TASKS, node: process.version, cores: cpus().length }, results }, null, 2) + '\n');
@@ -246,10 +244,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    console.error(`sidecar bench failed: ${err instanceof Error ? err.stack : String(err)}`);
-    process.exit(1);
-  },
-);
+runMain('sidecar bench', main);
