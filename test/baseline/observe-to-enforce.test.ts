@@ -31,6 +31,7 @@ import { ATTACKS, normalTask, policyViolationAttack, TEST_SIZE, type Attack } fr
 import type { Finding, FindingKind } from '../../src/detect/finding.ts';
 import type { GeneratedPolicy } from '../../src/baseline/generate.ts';
 import { eventually } from '../helpers/wait.ts';
+import { adminGet } from '../helpers/collector.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const DEMO_POLICY = join(REPO, 'config/policies/demo.yaml');
@@ -72,16 +73,9 @@ async function send(cast: AgentCast, plan: TaskPlan, at: number): Promise<string
   return traceId;
 }
 
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
-  if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-
 async function findings(c: AgentCollector): Promise<Finding[]> {
-  return (await getJson<{ findings: Finding[] }>(`${c.collector.adminUrl}/api/findings`)).findings;
+  return (await adminGet<{ findings: Finding[] }>(c.collector.adminUrl, '/api/findings')).findings;
 }
-
 
 const show = (fs: readonly Finding[]) => fs.map((f) => `${f.kind} ${f.chain.map((h) => h.role).join('>')}: ${f.summary}`).join('\n');
 
@@ -115,8 +109,8 @@ describe('observe-to-enforce: baselines → generated policy → enforced', () =
     casts.push(cast);
     for (const [i, plan] of plans.entries()) await send(cast, plan, t0 + i * MIN);
 
-    const api = `${teach.collector.adminUrl}/api`;
-    const baselines = await eventually('every role learnt', () => getJson<{ store: string; roles: { role: string; state: string; invocations: number }[] }>(`${api}/baselines`), (b) => b.roles.find((r) => r.role === 'writer')?.invocations === TASKS);
+    const admin = teach.collector.adminUrl;
+    const baselines = await eventually('every role learnt', () => adminGet<{ store: string; roles: { role: string; state: string; invocations: number }[] }>(admin, '/api/baselines'), (b) => b.roles.find((r) => r.role === 'writer')?.invocations === TASKS);
     expect(baselines.store).toBe('sqlite');
     expect(baselines.roles.map((r) => r.role).sort()).toEqual(['analysis', 'orchestrator', 'research', 'writer']);
     expect(baselines.roles.every((r) => r.state === 'ready'), JSON.stringify(baselines)).toBe(true);
@@ -124,7 +118,7 @@ describe('observe-to-enforce: baselines → generated policy → enforced', () =
     const learnt = await findings(teach);
     expect(learnt.filter((f) => !f.kind.startsWith('baseline_')), show(learnt)).toEqual([]);
 
-    generated = await getJson<GeneratedPolicy>(`${api}/policy/generated?mode=enforce`);
+    generated = await adminGet<GeneratedPolicy>(admin, '/api/policy/generated?mode=enforce');
     // The demo policy's capabilities, domains and egress are kept.
     expect(generated.internal_domains).toEqual(['corp.internal', 'svc.cluster.local']);
     expect(generated.capabilities!.map((c) => c.name)).toContain('kb-write');

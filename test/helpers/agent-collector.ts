@@ -1,12 +1,15 @@
-// A collector with the agent-semantics pipeline (normalize → tracegraph → enrich) in-process,
-// exporting to a FakeBackend, for scenario tests with real instrumentation.
+// A collector with the agent-semantics pipeline (normalize → tracegraph → enrich by default; the
+// processors are a parameter, e.g. with detect) in-process, exporting to a FakeBackend, for
+// scenario and baseline tests with real instrumentation: its trace graphs (graphOf) and exported
+// spans (exportedOf), waited for.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from './fake-backend.ts';
-import { startCollector, type TestCollector } from './collector.ts';
+import { adminGet, startCollector, type TestCollector } from './collector.ts';
 import { plainSpans, type PlainSpan } from './plain-spans.ts';
+import { eventually } from './wait.ts';
 
 /** GET /api/traces/{traceId}/graph */
 export interface TraceGraphJson {
@@ -87,11 +90,7 @@ service:
   pipelines:
     traces: { receivers: [otlp], processors: [${(opts.processors ?? ['normalize', 'tracegraph', 'enrich']).join(', ')}], exporters: [otlp] }
 `);
-  async function graph(traceId: string): Promise<TraceGraphJson> {
-    const res = await fetch(`${collector.adminUrl}/api/traces/${traceId}/graph`);
-    if (res.status !== 200) throw new Error(`graph of ${traceId}: HTTP ${res.status} ${await res.text()}`);
-    return (await res.json()) as TraceGraphJson;
-  }
+  const graph = (traceId: string) => adminGet<TraceGraphJson>(collector.adminUrl, `/api/traces/${traceId}/graph`);
   async function exported(n: number, timeoutMs = 15_000): Promise<PlainSpan[]> {
     await backend.waitForDelivered(n, timeoutMs);
     return plainSpans(backend.requests.filter((r) => r.answer.kind === 'success').map((r) => ({ resourceSpans: decodeAll(r.body) })));
@@ -103,23 +102,11 @@ service:
     grpcAddress: collector.grpcAddress,
     graph,
     exported,
-    async graphOf(traceId, spans, timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const g = await graph(traceId).catch((err: unknown) => err as Error);
-        if (!(g instanceof Error) && g.spanCount >= spans) return g;
-        if (Date.now() > deadline) throw new Error(`graph of ${traceId} after ${timeoutMs} ms: ${g instanceof Error ? g.message : JSON.stringify(g)}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    },
-    async exportedOf(traceId, count, timeoutMs = 15_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const spans = (await exported(1, Math.max(1, deadline - Date.now()))).filter((s) => s.traceId === traceId);
-        if (spans.length >= count) return spans;
-        if (Date.now() > deadline) throw new Error(`${spans.length} of ${count} spans of ${traceId} exported after ${timeoutMs} ms: ${spans.map((s) => s.name).join(', ')}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
+    graphOf: (traceId, spans, timeoutMs = 10_000) =>
+      eventually(`graph of ${traceId} with ${spans} spans`, () => graph(traceId).catch((err: Error) => err), (g) => !(g instanceof Error) && g.spanCount >= spans, timeoutMs) as Promise<TraceGraphJson>,
+    exportedOf: async (traceId, count, timeoutMs = 15_000) => {
+      await backend.waitForDelivered(1, timeoutMs);
+      return eventually(`${count} exported spans of ${traceId}`, async () => (await exported(0)).filter((s) => s.traceId === traceId), (l) => l.length >= count, timeoutMs);
     },
     async stop() {
       await collector.stop();

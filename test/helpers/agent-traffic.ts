@@ -1,6 +1,5 @@
 // Agent traffic for the baseline tests: invocations made with the OpenTelemetry API under a real
-// NodeSDK (GenAI semantic conventions), sent by the official OTLP/proto exporter; and a GET of
-// the admin API.
+// NodeSDK (GenAI semantic conventions), sent by the official OTLP/proto exporter.
 import { trace } from '@opentelemetry/api';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
@@ -44,10 +43,3 @@ export async function invoke(httpUrl: string, inv: Invocation): Promise<string> 
   await sendSpans(httpUrl, spans);
   return traceId;
 }
-
-export async function adminGet<T>(adminUrl: string, path: string): Promise<T> {
-  const res = await fetch(`${adminUrl}${path}`);
-  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
-  return (await res.json()) as T;
-}
-

@@ -50,3 +50,10 @@ export function metricValue(text: string, name: string, labels: Record<string, s
   }
   return 0;
 }
+
+/** GET on a collector's admin server, JSON; any answer but 200 throws with its body. */
+export async function adminGet<T>(adminUrl: string, path: string): Promise<T> {
+  const res = await fetch(`${adminUrl}${path}`);
+  if (res.status !== 200) throw new Error(`${path}: HTTP ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}

@@ -10,7 +10,7 @@
 // A real credential-forwarding attack, recorded by the demo's agents through the official OTel
 // JS SDK and OTLP exporter, is then found there as the README says to look for it.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
@@ -18,7 +18,7 @@ import { BatchSpanProcessor } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentCast, makeCredentials, Rng } from '../../demo/agents.ts';
 import { ATTACKS } from '../../demo/scenarios.ts';
-import { compose, composeEnv, composeMounts, composeMs, containerArgv, freePort, image, k8sManifests, PathMap, podContainers, REPO, readRepo, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { compose, composeEnv, composeMounts, composeMs, containerArgv, localPorts, image, k8sManifests, PathMap, podContainers, REPO, readRepo, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
 import { eventually } from '../helpers/wait.ts';
 import { stageHealthcheck } from './dockerfile.ts';
 import { JaegerStandIn, TempoStandIn } from './standins.ts';
@@ -54,13 +54,11 @@ describe('docker compose: the collector container, run here, exporting to Jaeger
 
   beforeAll(async () => {
     [jaeger, tempo] = await Promise.all([JaegerStandIn.start(), TempoStandIn.start()]);
-    const [grpc, http, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const ports = await localPorts();
     const paths = new PathMap().add(img.workdir, REPO);
     for (const m of composeMounts(svc)) paths.add(m.target, m.bind ? m.source : mkdtempSync(join(tmpdir(), `agentsec-volume-${m.source}-`)));
     const overrides: Record<string, string> = {
-      AGENTSEC_GRPC_ENDPOINT: `127.0.0.1:${grpc}`,
-      AGENTSEC_HTTP_ENDPOINT: `127.0.0.1:${http}`,
-      AGENTSEC_ADMIN_ENDPOINT: `127.0.0.1:${admin}`,
+      ...ports.env,
       AGENTSEC_JAEGER_OTLP_ENDPOINT: `http://${jaeger.backend.grpcAddress}`,
       AGENTSEC_TEMPO_OTLP_ENDPOINT: `http://${tempo.backend.grpcAddress}`,
     };
@@ -70,8 +68,8 @@ describe('docker compose: the collector container, run here, exporting to Jaeger
     env = { ...paths.mapEnv({ ...img.env, ...composeEnv(svc) }), ...overrides };
     const command = withoutInit(containerArgv(img, svc)).command.map((a) => paths.map(a));
     expect(command).toContain(`--config=${join(REPO, CONFIG_FILE)}`);
-    adminUrl = `http://127.0.0.1:${admin}`;
-    httpEndpoint = `http://127.0.0.1:${http}`;
+    adminUrl = ports.adminUrl;
+    httpEndpoint = ports.httpUrl;
     collector = await runCommand(command, env, adminUrl);
   });
 

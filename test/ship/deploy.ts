@@ -10,7 +10,8 @@ import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { parseDuration } from '../../src/config/units.ts';
 import { parseDockerfile, stageCmd, stageEntrypoint, stageEnv, stageWorkdir, type Stage } from './dockerfile.ts';
 import { eventually } from '../helpers/wait.ts';
-export { freePort } from '../../bench/collector-process.ts';
+import { freePort } from '../../bench/collector-process.ts';
+export { freePort };
 
 export const REPO = resolve(import.meta.dirname, '../..');
 export const repoPath = (p: string) => join(REPO, p);
@@ -245,8 +246,16 @@ export function hostOf(endpoint: string): string {
   return m[1]!;
 }
 
-
-/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
+/** Free loopback ports for a collector's receivers and admin server, as the config's own variables (AGENTSEC_*_ENDPOINT) take them. */
+export async function localPorts(): Promise<{ grpc: number; http: number; admin: number; env: Record<string, string>; adminUrl: string; httpUrl: string }> {
+  const [grpc, http, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+  return {
+    grpc, http, admin,
+    env: { AGENTSEC_GRPC_ENDPOINT: `127.0.0.1:${grpc}`, AGENTSEC_HTTP_ENDPOINT: `127.0.0.1:${http}`, AGENTSEC_ADMIN_ENDPOINT: `127.0.0.1:${admin}` },
+    adminUrl: `http://127.0.0.1:${admin}`,
+    httpUrl: `http://127.0.0.1:${http}`,
+  };
+}
 
 // ---------------------------------------------------------------------------------- running
 

@@ -26,7 +26,7 @@ import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
 import { plainSpans } from '../helpers/plain-spans.ts';
 import { redisUnavailable, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { configMapMounts, freePort, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { configMapMounts, localPorts, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
 import { eventually } from '../helpers/wait.ts';
 
 const img = image();
@@ -103,11 +103,6 @@ interface Collector {
   backend: FakeBackend;
 }
 
-async function ports() {
-  const [grpc, http, admin] = await Promise.all([freePort(), freePort(), freePort()]);
-  return { grpc, http, admin, env: { AGENTSEC_GRPC_ENDPOINT: `127.0.0.1:${grpc}`, AGENTSEC_HTTP_ENDPOINT: `127.0.0.1:${http}`, AGENTSEC_ADMIN_ENDPOINT: `127.0.0.1:${admin}` } };
-}
-
 /** The gateway of config/k8s/gateway.yaml: its command, environment and ConfigMap; local ports, backend and Redis. */
 async function k8sGateway(redis: TestRedis | undefined): Promise<Collector & { hmacKey: string }> {
   const workload = manifest(all, 'Deployment', 'agentsec-gateway');
@@ -122,7 +117,7 @@ async function k8sGateway(redis: TestRedis | undefined): Promise<Collector & { h
   const local = text.replaceAll('/etc/agentsec/', `${paths.map('/etc/agentsec')}/`);
   writeFileSync(file, redis ? local.replace(clusterRedis, redis.url) : local.replace('storage: redis', 'storage: sqlite'));
   const backend = await FakeBackend.start();
-  const p = await ports();
+  const p = await localPorts();
   const env: Record<string, string> = { ...img.env, ...paths.mapEnv(k8sEnv(all, workload.metadata.namespace!, container.env)), AGENTSEC_OTLP_ENDPOINT: `http://${backend.grpcAddress}`, ...p.env };
   const command = [...withoutInit(img.entrypoint).command, ...(container.args ?? img.cmd).map((a) => paths.map(a))];
   const admin = `http://127.0.0.1:${p.admin}`;
@@ -133,7 +128,7 @@ async function k8sGateway(redis: TestRedis | undefined): Promise<Collector & { h
 async function sidecar(gateway: string): Promise<{ run: Running; http: string }> {
   const agent = manifest(all, 'Deployment', 'research-agent');
   const container = podContainers(agent).find((c) => c.name === 'agentsec')!;
-  const p = await ports();
+  const p = await localPorts();
   const env: Record<string, string> = {
     ...img.env,
     ...k8sEnv(all, agent.metadata.namespace!, container.env),
@@ -150,7 +145,7 @@ async function sidecar(gateway: string): Promise<{ run: Running; http: string }>
 /** `docker run -e AGENTSEC_OTLP_ENDPOINT=…`: config/agentsec-forward.yaml, trust_forwarded_claims at its default. */
 async function forwardGateway(): Promise<Collector> {
   const backend = await FakeBackend.start();
-  const p = await ports();
+  const p = await localPorts();
   const env = { ...img.env, ...p.env, AGENTSEC_OTLP_ENDPOINT: `http://${backend.grpcAddress}`, AGENTSEC_DATA_DIR: mkdtempSync(join(tmpdir(), 'agentsec-forward-')) };
   const admin = `http://127.0.0.1:${p.admin}`;
   return { run: await runCommand([...withoutInit(img.entrypoint).command, ...img.cmd], env, admin), admin, http: `http://127.0.0.1:${p.http}`, grpcPort: p.grpc, backend };

@@ -20,7 +20,8 @@ import { CredentialReader } from '../../src/agent/credentials.ts';
 import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
 import { plainSpans } from '../helpers/plain-spans.ts';
-import { freePort, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { eventually } from '../helpers/wait.ts';
+import { localPorts, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
 
 const img = image();
 const all = k8sManifests();
@@ -98,17 +99,11 @@ describe('sidecar mode', () => {
   /** Ports, data dir and gateway: the only things replaced, through the config's own variables. */
   async function local(): Promise<{ overrides: Record<string, string>; adminUrl: string; httpEndpoint: string }> {
     gateway = await FakeBackend.start();
-    const [grpc, http, admin] = await Promise.all([freePort(), freePort(), freePort()]);
+    const p = await localPorts();
     return {
-      overrides: {
-        AGENTSEC_GRPC_ENDPOINT: `127.0.0.1:${grpc}`,
-        AGENTSEC_HTTP_ENDPOINT: `127.0.0.1:${http}`,
-        AGENTSEC_ADMIN_ENDPOINT: `127.0.0.1:${admin}`,
-        AGENTSEC_GATEWAY_ENDPOINT: `http://${gateway.grpcAddress}`,
-        AGENTSEC_DATA_DIR: mkdtempSync(join(tmpdir(), 'agentsec-sidecar-')),
-      },
-      adminUrl: `http://127.0.0.1:${admin}`,
-      httpEndpoint: `http://127.0.0.1:${http}`,
+      overrides: { ...p.env, AGENTSEC_GATEWAY_ENDPOINT: `http://${gateway.grpcAddress}`, AGENTSEC_DATA_DIR: mkdtempSync(join(tmpdir(), 'agentsec-sidecar-')) },
+      adminUrl: p.adminUrl,
+      httpEndpoint: p.httpUrl,
     };
   }
 
@@ -120,7 +115,9 @@ describe('sidecar mode', () => {
     const { overrides, adminUrl, httpEndpoint } = await local();
     const command = [...withoutInit(img.entrypoint).command, ...(container.args ?? img.cmd)];
     sidecar = await runCommand(command, { ...env, ...overrides }, adminUrl);
-    const started = sidecar.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; config?: string });
+    // The line is logged once the service has started, which /readyz may answer before.
+    const logLines = () => sidecar!.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; config?: string });
+    const started = await eventually('the using-configuration line', logLines, (ls) => ls.some((l) => l.msg === 'using configuration'));
     expect(started.find((l) => l.msg === 'using configuration')?.config).toBe(join(REPO, 'config/agentsec-sidecar.yaml'));
 
     const traceId = await sendWithCredentials(httpEndpoint);

@@ -116,6 +116,25 @@ function pipeline(behindSidecar = false): { h: DetectHarness; send(spans: Readab
   };
 }
 
+/** The direct pipeline's findings for `spans` sent as one batch, comparably. */
+async function findingsInOneBatch(spans: ReadableSpan[]) {
+  const p = pipeline();
+  await p.send(spans);
+  return p.h.findings().map(comparable);
+}
+
+/** As exported (children first), latest start first, earliest start first. */
+function arrivalOrders(spans: ReadableSpan[]): ReadableSpan[][] {
+  const byStart = [...spans].sort((a, b) => hrMs(a.startTime) - hrMs(b.startTime));
+  return [spans, [...byStart].reverse(), byStart];
+}
+
+/** Sends `order` one span per batch. */
+async function spanBySpan<P extends { send(spans: ReadableSpan[]): Promise<void> }>(p: P, order: ReadableSpan[]): Promise<P> {
+  for (const s of order) await p.send([s]);
+  return p;
+}
+
 const comparable = (f: Finding) => ({ id: f.id, kind: f.kind, severity: f.severity, confidence: f.confidence, roles: f.chain.map((c) => c.role), shows: f.spanIds[0], evidence: f.evidence });
 
 describe('attack: a customer-read token forwarded two hops down (AI SDK v6)', () => {
@@ -172,33 +191,24 @@ describe('attack: a customer-read token forwarded two hops down (AI SDK v6)', ()
   });
 
   it('gives the same finding whatever the arrival order: as exported (children first), parents first, one span per batch', async () => {
-    const once = pipeline();
-    await once.send(attack);
-    const expected = once.h.findings().map(comparable);
+    const expected = await findingsInOneBatch(attack);
     expect(expected).toHaveLength(1);
-    const byStart = [...attack].sort((a, b) => hrMs(a.startTime) - hrMs(b.startTime));
-    for (const order of [attack, [...byStart].reverse(), byStart]) {
-      const p = pipeline();
-      for (const s of order) await p.send([s]);
+    for (const order of arrivalOrders(attack)) {
+      const p = await spanBySpan(pipeline(), order);
       expect(p.h.findings().map(comparable)).toEqual(expected);
     }
   });
 
   it('behind a sidecar (normalize mode: redact → the wire → a gateway trusting forwarded claims): the same finding, in every arrival order, and the act chain still clears the exchanged token', async () => {
-    const direct = pipeline();
-    await direct.send(attack);
-    const expected = direct.h.findings().map(comparable);
+    const expected = await findingsInOneBatch(attack);
     expect(expected).toHaveLength(1);
-    const byStart = [...attack].sort((a, b) => hrMs(a.startTime) - hrMs(b.startTime));
-    for (const order of [attack, [...byStart].reverse(), byStart]) {
-      const p = pipeline(true);
-      for (const s of order) await p.send([s]);
+    for (const order of arrivalOrders(attack)) {
+      const p = await spanBySpan(pipeline(true), order);
       expect(p.h.findings().map(comparable)).toEqual(expected);
       expect(JSON.stringify(p.h.exported())).not.toContain(CUSTOMER_READ.split('.')[1]!);
     }
     for (const order of [exchanged, [...exchanged].reverse()]) {
-      const p = pipeline(true);
-      for (const s of order) await p.send([s]);
+      const p = await spanBySpan(pipeline(true), order);
       expect(p.h.findings()).toEqual([]);
     }
   });
