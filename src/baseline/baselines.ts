@@ -19,7 +19,7 @@ import type { BaselinesConfig } from './config.ts';
 import type { BaselineStore } from './store.ts';
 import { EndpointSet } from './endpoint.ts';
 import {
-  convHash, DIMENSIONS, emptyData, emptyWindow, itemKey, MAX_CONVERSATIONS, mergeData, splitItemKey, splitWindowKey, unionConvs, windowKey,
+  convHash, countItem, countTotals, touchItem, DIMENSIONS, emptyData, emptyWindow, itemKey, mergeData, splitItemKey, splitWindowKey, windowKey,
   type BaselineData, type Dimension, type Item, type RoleTotals, type WindowAgg,
 } from './profile.ts';
 
@@ -70,7 +70,7 @@ export interface VolumeAnomaly {
   median: number;
   threshold: number;
   historyWindows: number;
-  exemplar: ObservationRef | undefined;
+  exemplar: ObservationRef;
 }
 
 export type LearningState = 'learning' | 'ready';
@@ -130,8 +130,16 @@ export class Baselines {
   #lastConv = '';
   #lastConvHash = '';
 
+  /** Windows in a day, in an hour, and in volume.history. */
+  readonly #perDay: number;
+  readonly #perHour: number;
+  readonly #historyWindows: number;
+
   constructor(cfg: BaselinesConfig, opts: BaselinesOptions) {
     this.cfg = cfg;
+    this.#perDay = Math.round(86_400_000 / cfg.window);
+    this.#perHour = Math.round(3_600_000 / cfg.window);
+    this.#historyWindows = Math.ceil(cfg.volume.history / cfg.window);
     this.store = opts.store;
     this.#onVolume = opts.onVolume;
     this.#onSyncError = opts.onSyncError;
@@ -153,10 +161,6 @@ export class Baselines {
     }
   }
 
-  get clock(): number {
-    return this.#clock;
-  }
-
   windowOf(time: number): number {
     return Math.floor(time / this.cfg.window);
   }
@@ -166,9 +170,9 @@ export class Baselines {
   observeInvocation(role: string, time: number, depth: number, ref: ObservationRef): void {
     time = Math.floor(time); // whole milliseconds: what every store keeps
     this.#advance(time);
-    this.#totals(this.#view, role, time, 0, 1);
-    this.#totals(this.#delta, role, time, 0, 1);
     const key = windowKey(role, this.windowOf(time));
+    countTotals(this.#view, role, time, 0, 1);
+    countTotals(this.#delta, role, time, 0, 1);
     addInvocation(windowIn(this.#view, key), depth);
     addInvocation(windowIn(this.#delta, key), depth);
     this.#rt(role).exemplar = ref;
@@ -179,15 +183,11 @@ export class Baselines {
     this.#advance(time);
     const ready = this.isReady(role);
     if (call.counts) {
-      this.#totals(this.#view, role, time, 1, 0);
-      this.#totals(this.#delta, role, time, 1, 0);
       const key = windowKey(role, this.windowOf(time));
-      const w = windowIn(this.#view, key);
-      const dw = windowIn(this.#delta, key);
-      w.calls++;
-      dw.calls++;
-      if (call.error) (w.errors++, dw.errors++);
-      if (call.tokens > 0) ((w.tokens += call.tokens), (dw.tokens += call.tokens));
+      countTotals(this.#view, role, time, 1, 0);
+      countTotals(this.#delta, role, time, 1, 0);
+      addCall(windowIn(this.#view, key), call);
+      addCall(windowIn(this.#delta, key), call);
       this.#rt(role).exemplar = ref;
     }
     if (call.tool) this.#see(role, 'tool', call.tool, time, ref, ready, out);
@@ -218,38 +218,13 @@ export class Baselines {
     const key = itemKey(role, dim, value);
     const conv = this.#convHash(ref.conversation);
     const known = this.#view.items.get(key);
-    if (known) {
-      known.count++;
-      if (time > known.last) known.last = time;
-      if (time < known.first) known.first = time;
-      if (known.convs.length < MAX_CONVERSATIONS && !known.convs.includes(conv)) known.convs.push(conv);
-    } else {
-      const isNew = ready && !(dim === 'endpoint' && value.endsWith('/{*}'));
-      if (isNew) out.push({ role, dimension: dim, value, known: this.countOf(role, dim) });
+    if (known) touchItem(known, time, conv);
+    else {
+      if (ready && !(dim === 'endpoint' && value.endsWith('/{*}'))) out.push({ role, dimension: dim, value, known: this.countOf(role, dim) });
       this.#view.items.set(key, { count: 1, first: time, last: time, convs: [conv] });
       if (dim === 'endpoint') this.#rt(role).endpoints.add(value);
     }
-    const d = this.#delta.items.get(key);
-    if (d) {
-      d.count++;
-      if (time > d.last) d.last = time;
-      if (time < d.first) d.first = time;
-      unionConvs(d.convs, [conv]);
-    } else {
-      this.#delta.items.set(key, { count: 1, first: time, last: time, convs: [conv] });
-    }
-  }
-
-  #totals(data: BaselineData, role: string, time: number, calls: number, invocations: number): void {
-    const t = data.roles.get(role);
-    if (t) {
-      t.calls += calls;
-      t.invocations += invocations;
-      if (time > t.last) t.last = time;
-      if (time < t.first) t.first = time;
-    } else {
-      data.roles.set(role, { first: time, last: time, calls, invocations });
-    }
+    countItem(this.#delta, key, time, conv);
   }
 
   /** The conversation's hash; a trace's calls come together, so the last one is kept. */
@@ -326,11 +301,15 @@ export class Baselines {
 
   /** Takes the store's roles and items, and its windows from `fromWindow` on (older ones stay as they are). */
   #replaceView(data: BaselineData, fromWindow: number): void {
-    this.#view.roles.clear();
-    this.#view.items.clear();
+    // `data` is a fresh load: its profiles are taken as they are, not copied.
+    const had = this.#view.items;
+    this.#view.roles = data.roles;
+    this.#view.items = data.items;
     for (const k of this.#view.windows.keys()) if (splitWindowKey(k).index >= fromWindow) this.#view.windows.delete(k);
-    mergeData(this.#view, data);
-    for (const key of this.#view.items.keys()) {
+    for (const [k, w] of data.windows) this.#view.windows.set(k, w);
+    // Endpoints already in the view were added to their role's set when they came.
+    for (const key of data.items.keys()) {
+      if (had.has(key)) continue;
       const { role, dim, value } = splitItemKey(key);
       if (dim === 'endpoint') this.#rt(role).endpoints.add(value);
     }
@@ -407,24 +386,29 @@ export class Baselines {
    * slot's highest value per day: at least two such days, or none.
    */
   slotBands(role: string, w: number): Partial<Record<Feature, { median: number; threshold: number; n: number }>> {
-    const perDay = Math.round(86_400_000 / this.cfg.window);
-    const historyWindows = Math.ceil(this.cfg.volume.history / this.cfg.window);
-    const weekend = this.#weekend(w);
-    const values = Object.fromEntries(FEATURES.map((f) => [f, [] as number[]])) as Record<Feature, number[]>;
-    for (let d = 1; d * perDay <= historyWindows; d++) {
-      if (this.#weekend(w - d * perDay) !== weekend) continue;
+    const values = perFeature();
+    this.#sameKindDays(w, 0, (at) => {
       const best: Partial<Record<Feature, number>> = {};
       for (let o = -1; o <= 1; o++) {
-        const fs = this.features(this.#view.windows.get(windowKey(role, w - d * perDay + o)));
+        const fs = this.features(this.#view.windows.get(windowKey(role, at + o)));
         for (const f of FEATURES) if (fs[f] !== undefined && !(fs[f]! <= (best[f] ?? -Infinity))) best[f] = fs[f];
       }
       for (const f of FEATURES) if (best[f] !== undefined) values[f].push(best[f]!);
-    }
+    });
     const out: Partial<Record<Feature, { median: number; threshold: number; n: number }>> = {};
     // A few noisy values: their median with one relative floor of headroom (a spread from so few
     // would swallow a real surge); a recurring burst stays within it, a surge beyond it does not.
     for (const f of FEATURES) if (values[f].length >= 2) out[f] = bandOf(values[f], f, this.cfg, 1, false);
     return out;
+  }
+
+  /** `fn(w − d·perDay)` for each earlier day d, while d·perDay − reach is within volume.history, that is of w's kind (weekday or weekend). */
+  #sameKindDays(w: number, reach: number, fn: (at: number) => void): void {
+    const weekend = this.#weekend(w);
+    for (let d = 1; d * this.#perDay - reach <= this.#historyWindows; d++) {
+      const at = w - d * this.#perDay;
+      if (this.#weekend(at) === weekend) fn(at);
+    }
   }
 
   /** Saturday or Sunday (UTC) at the start of window `w`. */
@@ -440,38 +424,34 @@ export class Baselines {
    * younger one (a learning period under a day) is judged by every window it has.
    */
   bands(role: string, w: number): Partial<Record<Feature, { median: number; threshold: number; n: number }>> {
-    const perDay = Math.round(86_400_000 / this.cfg.window);
-    const span = Math.round(3_600_000 / this.cfg.window);
-    const historyWindows = Math.ceil(this.cfg.volume.history / this.cfg.window);
-    const values = Object.fromEntries(FEATURES.map((f) => [f, [] as number[]])) as Record<Feature, number[]>;
+    const span = this.#perHour;
+    const values = perFeature();
     const take = (i: number) => {
       const fs = this.features(this.#view.windows.get(windowKey(role, i)));
       for (const f of FEATURES) if (fs[f] !== undefined) values[f].push(fs[f]!);
     };
-    const weekend = this.#weekend(w);
-    for (let d = 1; d * perDay - span <= historyWindows; d++) {
-      if (this.#weekend(w - d * perDay) !== weekend) continue;
-      for (let o = -span; o <= span; o++) take(w - d * perDay + o);
-    }
+    this.#sameKindDays(w, span, (at) => {
+      for (let o = -span; o <= span; o++) take(at + o);
+    });
     const first = this.#view.roles.get(role)?.first ?? 0;
     const young = w * this.cfg.window - first < 86_400_000;
     const out: Partial<Record<Feature, { median: number; threshold: number; n: number }>> = {};
     if (young && FEATURES.every((f) => values[f].length < this.cfg.volume.min_history)) {
       for (const f of FEATURES) values[f].length = 0;
-      for (let i = w - historyWindows; i < w; i++) take(i);
+      for (let i = w - this.#historyWindows; i < w; i++) take(i);
     }
     for (const f of FEATURES) if (values[f].length >= this.cfg.volume.min_history) out[f] = bandOf(values[f], f, this.cfg);
     return out;
   }
 
   async #prune(): Promise<void> {
-    const before = this.windowOf(this.#clock - this.cfg.volume.history) - Math.round(3_600_000 / this.cfg.window) - 1;
+    const before = this.windowOf(this.#clock - this.cfg.volume.history) - this.#perHour - 1;
     if (before > this.#viewPruned) {
       this.#viewPruned = before;
       for (const k of this.#view.windows.keys()) if (splitWindowKey(k).index < before) this.#view.windows.delete(k);
     }
     // The store's copy, hourly (it is a scan).
-    if (before - this.#storePruned > Math.round(3_600_000 / this.cfg.window)) {
+    if (before - this.#storePruned > this.#perHour) {
       this.#storePruned = before;
       await this.store.prune(before).catch((err: unknown) => this.#onSyncError?.(err));
     }
@@ -559,11 +539,6 @@ export class Baselines {
     const it = this.#view.items.get(itemKey(role, dim, value));
     return it ? { ...it, convs: [...it.convs] } : undefined;
   }
-
-  /** Observed here and not yet written to the store. */
-  get pending(): number {
-    return this.#delta.items.size + this.#delta.windows.size + this.#delta.roles.size;
-  }
 }
 
 export function summaryOf(role: string, t: RoleTotals, ready: boolean, cfg: BaselinesConfig): RoleSummary {
@@ -591,6 +566,12 @@ function bandOf(v: number[], f: Feature, cfg: BaselinesConfig, k = cfg.volume.th
   return { median, threshold: median + k * spread, n: v.length };
 }
 
+function addCall(w: WindowAgg, call: Call): void {
+  w.calls++;
+  if (call.error) w.errors++;
+  if (call.tokens > 0) w.tokens += call.tokens;
+}
+
 function addInvocation(w: WindowAgg, depth: number): void {
   w.invocations++;
   w.depthSum += depth;
@@ -601,6 +582,10 @@ function windowIn(data: BaselineData, key: string): WindowAgg {
   let w = data.windows.get(key);
   if (!w) data.windows.set(key, (w = emptyWindow()));
   return w;
+}
+
+function perFeature(): Record<Feature, number[]> {
+  return Object.fromEntries(FEATURES.map((f) => [f, [] as number[]])) as Record<Feature, number[]>;
 }
 
 function medianOf(values: number[]): number {

@@ -15,6 +15,7 @@ import { EMPTY_POLICY, loadPolicy, type Policy, type PolicyConfig } from '../det
 import type { DetectConfig } from '../processors/detect.ts';
 import type { ResolvedConfig } from '../config/schema.ts';
 import { ConfigError } from '../errors.ts';
+import { typeOf } from '../component/registry.ts';
 
 /** Names of capabilities that are never promoted without a human look. */
 const RISKY_NAME = /(delete|drop|destroy|remove|purge|wipe|exec|shell|bash|terminal|run_?code|python|eval|pay|transfer|wire|refund|send|email|mail|post|publish|upload|share|deploy|grant|admin)/i;
@@ -60,7 +61,8 @@ export interface GenerateOptions {
   minConversations: number;
 }
 
-function evidence(it: Item): Evidence {
+/** How often and when an item was seen, as the generated policy and GET /api/baselines/{role} show it. */
+export function evidence(it: Item): Evidence {
   return {
     observations: it.count,
     conversations: it.convs.length,
@@ -162,13 +164,13 @@ export function generatePolicy(engine: Baselines, policy: Policy, opts: Generate
   return out;
 }
 
-/** The first detect processor with baselines in a config's traces pipelines, with its id. */
-export function baselineSettings(config: ResolvedConfig): { id: string; detect: DetectConfig; baselines: BaselinesConfig } | undefined {
+/** The first detect processor with baselines in a config's traces pipelines. */
+export function baselineSettings(config: ResolvedConfig): { detect: DetectConfig; baselines: BaselinesConfig } | undefined {
   for (const pipeline of Object.values(config.service.pipelines)) {
     for (const id of pipeline.processors) {
-      if (id.split('/')[0] !== 'detect') continue;
+      if (typeOf(id) !== 'detect') continue;
       const detect = config.components.processor.get(id) as DetectConfig | undefined;
-      if (detect?.baselines) return { id, detect, baselines: detect.baselines };
+      if (detect?.baselines) return { detect, baselines: detect.baselines };
     }
   }
   return undefined;

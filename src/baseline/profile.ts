@@ -37,8 +37,6 @@ export interface WindowAgg {
   depthMax: number;
 }
 
-export const WINDOW_FIELDS = ['calls', 'invocations', 'errors', 'tokens', 'delegations', 'depthSum', 'depthMax'] as const;
-
 export function emptyWindow(): WindowAgg {
   return { calls: 0, invocations: 0, errors: 0, tokens: 0, delegations: 0, depthSum: 0, depthMax: 0 };
 }
@@ -65,6 +63,34 @@ export function unionConvs(into: string[], add: readonly string[]): void {
     if (into.length >= MAX_CONVERSATIONS) return;
     if (!into.includes(c)) into.push(c);
   }
+}
+
+/** One more observation of an item at `time` in conversation `conv`. */
+export function touchItem(it: Item, time: number, conv: string): void {
+  it.count++;
+  if (time > it.last) it.last = time;
+  if (time < it.first) it.first = time;
+  if (it.convs.length < MAX_CONVERSATIONS && !it.convs.includes(conv)) it.convs.push(conv);
+}
+
+/** One more observation of the item `key` in `data`. */
+export function countItem(data: BaselineData, key: string, time: number, conv: string): void {
+  const it = data.items.get(key);
+  if (it) touchItem(it, time, conv);
+  else data.items.set(key, { count: 1, first: time, last: time, convs: [conv] });
+}
+
+/** Calls and invocations of `role` at `time`. */
+export function countTotals(data: BaselineData, role: string, time: number, calls: number, invocations: number): void {
+  const t = data.roles.get(role);
+  if (!t) {
+    data.roles.set(role, { first: time, last: time, calls, invocations });
+    return;
+  }
+  t.calls += calls;
+  t.invocations += invocations;
+  if (time > t.last) t.last = time;
+  if (time < t.first) t.first = time;
 }
 
 export function mergeTotals(into: RoleTotals, d: RoleTotals): void {

@@ -5,7 +5,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { BaselineStore } from './store.ts';
-import { emptyData, MAX_CONVERSATIONS, type BaselineData } from './profile.ts';
+import { emptyData, itemKey, splitItemKey, splitWindowKey, unionConvs, windowKey, type BaselineData, type Dimension } from './profile.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS roles (
@@ -72,10 +72,10 @@ export class SqliteStore implements BaselineStore {
       out.roles.set(r.role, { first: Number(r.first), last: Number(r.last), calls: Number(r.calls), invocations: Number(r.invocations) });
     }
     for (const r of db.prepare('SELECT role, dim, value, count, first, last, convs FROM items').all() as Record<string, string>[]) {
-      out.items.set(`${r.role}\u0000${r.dim}\u0000${r.value}`, { count: Number(r.count), first: Number(r.first), last: Number(r.last), convs: r.convs ? r.convs.split(',') : [] });
+      out.items.set(itemKey(r.role!, r.dim as Dimension, r.value!), { count: Number(r.count), first: Number(r.first), last: Number(r.last), convs: r.convs ? r.convs.split(',') : [] });
     }
     for (const r of db.prepare('SELECT * FROM windows WHERE idx >= ? AND idx <= ?').all(fromWindow, toWindow) as Record<string, string | number>[]) {
-      out.windows.set(`${r.role}\u0000${r.idx}`, {
+      out.windows.set(windowKey(String(r.role), Number(r.idx)), {
         calls: Number(r.calls), invocations: Number(r.invocations), errors: Number(r.errors), tokens: Number(r.tokens),
         delegations: Number(r.delegations), depthSum: Number(r.depth_sum), depthMax: Number(r.depth_max),
       });
@@ -89,13 +89,12 @@ export class SqliteStore implements BaselineStore {
     try {
       for (const [role, t] of delta.roles) this.#upsertRole.run(role, t.first, t.last, t.calls, t.invocations);
       for (const [key, it] of delta.items) {
-        const a = key.indexOf('\u0000');
-        const b = key.indexOf('\u0000', a + 1);
-        this.#upsertItem.run(key.slice(0, a), key.slice(a + 1, b), key.slice(b + 1), it.count, it.first, it.last, it.convs.join(','));
+        const { role, dim, value } = splitItemKey(key);
+        this.#upsertItem.run(role, dim, value, it.count, it.first, it.last, it.convs.join(','));
       }
       for (const [key, w] of delta.windows) {
-        const a = key.lastIndexOf('\u0000');
-        this.#upsertWindow.run(key.slice(0, a), Number(key.slice(a + 1)), w.calls, w.invocations, w.errors, w.tokens, w.delegations, w.depthSum, w.depthMax);
+        const { role, index } = splitWindowKey(key);
+        this.#upsertWindow.run(role, index, w.calls, w.invocations, w.errors, w.tokens, w.delegations, w.depthSum, w.depthMax);
       }
       db.exec('COMMIT');
     } catch (err) {
@@ -127,9 +126,6 @@ function unionCsv(a: string, b: string): string {
   if (!b) return a;
   if (!a) return b;
   const out = a.split(',');
-  for (const c of b.split(',')) {
-    if (out.length >= MAX_CONVERSATIONS) break;
-    if (!out.includes(c)) out.push(c);
-  }
+  unionConvs(out, b.split(','));
   return out.join(',');
 }

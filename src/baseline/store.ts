@@ -3,7 +3,7 @@
 // merged state back.
 import { isAbsolute, join } from 'node:path';
 import type { BaselinesConfig } from './config.ts';
-import { emptyData, mergeData, type BaselineData } from './profile.ts';
+import { emptyData, mergeData, splitWindowKey, type BaselineData } from './profile.ts';
 
 export interface BaselineStore {
   /** sqlite, redis or memory (for logs and the API). */
@@ -38,7 +38,7 @@ export class MemoryStore implements BaselineStore {
     const out = emptyData();
     mergeData(out, this.data);
     for (const k of out.windows.keys()) {
-      const i = Number(k.slice(k.lastIndexOf('\u0000') + 1));
+      const i = splitWindowKey(k).index;
       if (i < fromWindow || i > toWindow) out.windows.delete(k);
     }
     return out;
@@ -57,7 +57,7 @@ export class MemoryStore implements BaselineStore {
   }
 
   async prune(beforeWindow: number): Promise<void> {
-    for (const k of this.data.windows.keys()) if (Number(k.slice(k.lastIndexOf('\u0000') + 1)) < beforeWindow) this.data.windows.delete(k);
+    for (const k of this.data.windows.keys()) if (splitWindowKey(k).index < beforeWindow) this.data.windows.delete(k);
   }
 
   async close(): Promise<void> {}

@@ -148,6 +148,21 @@ export function isModelCall(s: SpanNode): boolean {
   return s.operation === 'chat' || s.operation === 'embeddings' || (s.model !== '' && s.tool === '' && s.operation !== 'invoke_agent');
 }
 
+/** The tool a span calls ('' for none; a handoff names its target agent, not a tool). */
+export function toolCalled(s: SpanNode): string {
+  return s.tool && s.operation !== 'handoff' ? s.tool : '';
+}
+
+/** A call a role makes (tool, model or MCP call), as call counts and rate ceilings count them. */
+export function isCall(s: SpanNode): boolean {
+  return toolCalled(s) !== '' || isModelCall(s) || s.mcpMethod !== '';
+}
+
+/** A span that may be a call or reach a destination: worth waiting for until its role is final. */
+export function mayCall(s: SpanNode): boolean {
+  return s.tool !== '' || s.host !== '' || s.model !== '' || s.mcpMethod !== '';
+}
+
 /** A model call, or a span under one (the provider's HTTP request): the deployment's model endpoint, not the role's own destination. */
 export function underModelCall(s: SpanNode): boolean {
   let p: SpanNode | undefined = s;

@@ -28,7 +28,8 @@ import { duration } from '../config/units.ts';
 import { BaselinesConfig } from '../baseline/config.ts';
 import { Baselines, type VolumeAnomaly } from '../baseline/baselines.ts';
 import { createStore } from '../baseline/store.ts';
-import { generatePolicy } from '../baseline/generate.ts';
+import type { Item } from '../baseline/profile.ts';
+import { evidence, generatePolicy } from '../baseline/generate.ts';
 import { baselineDetector } from '../detect/detectors/baseline.ts';
 
 /** Kinds with a detector of their own, configured under detectors.<kind> (the baseline kinds are configured under baselines). */
@@ -195,8 +196,7 @@ export class Detect implements Processor {
     const summary = engine?.summary(role);
     if (!engine || !summary) throw new ApiError(404, `no baseline for role ${role}`);
     const items = engine.items(role);
-    const list = (entries: [string, { count: number; first: number; last: number; convs: string[] }][]) =>
-      entries.map(([value, it]) => ({ value, observations: it.count, conversations: it.convs.length, first_seen: new Date(it.first).toISOString(), last_seen: new Date(it.last).toISOString() }));
+    const list = (entries: [string, Item][]) => entries.map(([value, it]) => ({ value, ...evidence(it) }));
     return {
       ...summary,
       tools: list(items.tool),
@@ -246,7 +246,6 @@ export class Detect implements Processor {
 
   #volumeFinding(a: VolumeAnomaly): void {
     const ex = a.exemplar;
-    if (!ex) return;
     const ratio = a.median > 0 ? Math.max(...a.values) / a.median : Infinity;
     const f = this.#deliver('baseline_volume', ex.traceId, {
       key: `${a.role}\u0000${a.feature}\u0000${a.from}`,

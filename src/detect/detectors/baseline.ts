@@ -11,9 +11,10 @@
 // New MCP servers and methods are new endpoints; new models are learnt, not reported.
 import type { Baselines, Call, Novelty, ObservationRef } from '../../baseline/baselines.ts';
 import { endpointKey } from '../../baseline/endpoint.ts';
+import { itemKey } from '../../baseline/profile.ts';
 import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
 import type { Detector, DetectorContext, FindingDraft, Waiting } from '../detector.ts';
-import { advanceClock, agentChain, delegatingAgent, hopsOf, isModelCall, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost } from '../detector.ts';
+import { advanceClock, agentChain, delegatingAgent, hopsOf, isModelCall, mayCall, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost, toolCalled } from '../detector.ts';
 import type { FindingKind, Severity } from '../finding.ts';
 import type { SinkLabel } from '../policy.ts';
 
@@ -64,7 +65,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
     const role = engine.summary(n.role);
     return {
       kind,
-      key: `${n.role}\u0000${n.dimension}\u0000${n.value}`,
+      key: itemKey(n.role, n.dimension, n.value),
       severity,
       confidence: 'medium',
       summary: `${summary} since its baseline was learnt`,
@@ -81,7 +82,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
   const ref = (span: SpanNode, conversation: string): ObservationRef => ({ traceId: span.trace.traceId, spanId: span.id, conversation: conversation || span.trace.traceId });
 
   const observeCall = (span: SpanNode, p: Pending, conversation: string, report: (d: FindingDraft) => void) => {
-    const tool = span.tool && span.operation !== 'handoff' ? span.tool : '';
+    const tool = toolCalled(span);
     const model = isModelCall(span);
     const mcp = span.mcpMethod ? `${span.host || '-'} ${span.mcpMethod}` : '';
     const endpoint = !mcp && !model && reachesHost(span) ? endpointKey(span.host, span.method, span.path) : '';
@@ -144,7 +145,7 @@ export function baselineDetector(engine: Baselines, ctx: DetectorContext, opts: 
       st.clock = advanceClock(st.clock, added);
       for (const { span, view, labels } of added) {
         if (view.conversation && !st.conversation) st.conversation = view.conversation;
-        if ((span.tool || span.host || span.model || span.mcpMethod) && st.pending.length < opts.maxPendingPerTrace) {
+        if (mayCall(span) && st.pending.length < opts.maxPendingPerTrace) {
           st.pending.push({ id: span.id, seen: st.clock, error: view.error, tokens: view.tokens, conversation: view.conversation, sink: labels.sink });
         }
       }

@@ -35,7 +35,7 @@ import type { DetectorDefinition, FindingDraft, Waiting } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
 import type { Policy, SinkLabel } from '../policy.ts';
-import { advanceClock, delegatingAgent, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost, isModelCall } from '../detector.ts';
+import { advanceClock, delegatingAgent, NodeClock, settle, structureMayHaveChanged, TraceStates, reachesHost, isCall, mayCall, toolCalled } from '../detector.ts';
 import { globList } from '../policy.ts';
 
 export const PolicyViolationConfig = z.strictObject({
@@ -130,13 +130,13 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
       const role = span.agent;
       const checked = roles.get(role);
       if (!checked) return;
-      if (span.tool && span.operation !== 'handoff' && checked.tools && !checked.tools.allows(span.tool)) {
+      if (toolCalled(span) && checked.tools && !checked.tools.allows(span.tool)) {
         report(violation(policy, checked, role, 'allowed_tools', span.tool, checked.tools.list, span, span, span.tool, sink ? 'high' : 'medium', complete));
       }
       if (checked.hosts && reachesHost(span) && !checked.hosts.allows(span.host)) {
         report(violation(policy, checked, role, 'allowed_hosts', span.host, checked.hosts.list, span, span, span.host, policy.isInternal(span.host) ? 'medium' : 'high', complete));
       }
-      if (checked.maxPerMinute !== undefined && ((span.tool && span.operation !== 'handoff') || isModelCall(span) || span.mcpMethod)) {
+      if (checked.maxPerMinute !== undefined && isCall(span)) {
         // Calls per role per minute of the spans' time, across traces (this replica's share).
         const minute = Math.floor(span.start / 60_000);
         let r = rates.get(role);
@@ -183,7 +183,7 @@ export const policyViolation: DetectorDefinition<typeof PolicyViolationConfig> =
 
         // Calls: judged when what the graph says of them is final.
         for (const { span, labels } of added) {
-          if ((span.tool || span.host || span.model || span.mcpMethod) && st.pending.length < cfg.max_pending_per_trace) st.pending.push({ id: span.id, sink: labels.sink, seen: st.clock });
+          if (mayCall(span) && st.pending.length < cfg.max_pending_per_trace) st.pending.push({ id: span.id, sink: labels.sink, seen: st.clock });
         }
         if (st.pending.length > 0) {
           const settled = settle(graph, st.pending, st.clock, cfg.settle_after);
