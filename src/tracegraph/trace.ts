@@ -7,6 +7,7 @@
 // Depth, root and path are derived lazily, once per change of the trace.
 import type { SpanView, Workload } from '../agent/view.ts';
 import type { Finding } from '../detect/finding.ts';
+import { StringPool } from '../agent/values.ts';
 
 export type DelegationVia = 'parent_child' | 'handoff' | 'graph_parent' | 'transfer' | 'remote' | 'link';
 
@@ -17,7 +18,54 @@ export interface LinkRef {
 
 const ACTIVE_OPERATIONS = new Set(['chat', 'execute_tool', 'embeddings', 'retrieval', 'handoff']);
 
-/** What the graph keeps of a span: a few interned strings and numbers, never the span. */
+/**
+ * The parts of a span summary that most spans do not have (delegation records, MCP, database,
+ * targets named in tool arguments, links): one shared empty instance unless a span has some, so
+ * that the common span pays one field for all of them.
+ */
+class SpanExtra {
+  readonly transferTo: string;
+  readonly handoffFrom: string;
+  readonly graphNodeId: string;
+  readonly graphNodeParentId: string;
+  readonly remoteAgent: string;
+  readonly mcp: string;
+  readonly mcpMethod: string;
+  readonly db: string;
+  readonly argTargets: readonly string[] | undefined;
+  readonly links: readonly LinkRef[] | undefined;
+
+  constructor(view: SpanView | undefined, links: LinkRef[] | undefined) {
+    this.transferTo = view?.transferTo ?? '';
+    this.handoffFrom = view?.handoffFrom ?? '';
+    this.graphNodeId = view?.graphNodeId ?? '';
+    this.graphNodeParentId = view?.graphNodeParentId ?? '';
+    this.remoteAgent = view?.remoteAgent ?? '';
+    this.mcp = view && (view.mcpMethod || view.mcpResource) ? `${view.mcpMethod} ${view.mcpResource}`.trim() : '';
+    this.mcpMethod = view?.mcpMethod ?? '';
+    this.db = view?.db ?? '';
+    this.argTargets = view?.argTargets;
+    this.links = links;
+  }
+
+  static of(view: SpanView, links: LinkRef[] | undefined): SpanExtra {
+    const none = !links && !view.argTargets && view.transferTo === '' && view.handoffFrom === '' && view.graphNodeId === '' &&
+      view.graphNodeParentId === '' && view.remoteAgent === '' && view.mcpMethod === '' && view.mcpResource === '' && view.db === '';
+    return none ? NO_EXTRA : new SpanExtra(view, links);
+  }
+}
+
+const NO_EXTRA = new SpanExtra(undefined, undefined);
+
+const JUDGED = 1;
+const NAMED = 2;
+const ACTIVE = 4;
+
+/**
+ * What the graph keeps of a span: a few interned strings and numbers, never the span. Held for
+ * every span of every live trace, so it is kept small: rare parts in a shared SpanExtra, flags in
+ * one small integer (bench/agent-pipeline.ts measures the bytes per span).
+ */
 export class SpanNode {
   readonly id: string;
   readonly parentId: string;
@@ -30,35 +78,21 @@ export class SpanNode {
   readonly agentId: string;
   readonly tool: string;
   readonly host: string;
-  readonly transferTo: string;
-  readonly handoffFrom: string;
-  readonly graphNodeId: string;
-  readonly graphNodeParentId: string;
-  readonly remoteAgent: string;
   readonly credential: string;
   readonly model: string;
   readonly provider: string;
-  readonly mcp: string;
-  readonly mcpMethod: string;
   readonly method: string;
   readonly path: string;
-  readonly db: string;
-  readonly argTargets: readonly string[] | undefined;
   readonly workload: Workload;
-  readonly links: readonly LinkRef[] | undefined;
+  readonly extra: SpanExtra;
   /** Milliseconds since the epoch. */
   readonly start: number;
   readonly end: number;
   /** Findings this span shows (set by detect, written onto the span by enrich). */
   findings: Finding[] | undefined = undefined;
-  /** Detect has judged it (a span sent again is judged once). */
-  judged = false;
+  #flags: number;
   /** Resolved: own agent, else inherited, else the service name. */
   agent = '';
-  /** False when `agent` is only the service-name fallback. */
-  named = false;
-  /** GenAI activity (a model call or a tool): what makes even a span that names no agent an agent's. */
-  readonly active: boolean;
   agentNode: AgentNode | undefined = undefined;
 
   constructor(trace: TraceGraph, id: string, parentId: string, view: SpanView, workload: Workload, start: number, end: number, links: LinkRef[] | undefined) {
@@ -71,25 +105,66 @@ export class SpanNode {
     this.agentId = view.agentId;
     this.tool = view.tool;
     this.host = view.host;
-    this.transferTo = view.transferTo;
-    this.handoffFrom = view.handoffFrom;
-    this.graphNodeId = view.graphNodeId;
-    this.graphNodeParentId = view.graphNodeParentId;
-    this.remoteAgent = view.remoteAgent;
     this.credential = view.credential?.fingerprint ?? '';
     this.model = view.model;
     this.provider = view.provider;
-    this.mcp = view.mcpMethod || view.mcpResource ? `${view.mcpMethod} ${view.mcpResource}`.trim() : '';
-    this.mcpMethod = view.mcpMethod;
     this.method = view.method;
     this.path = view.path;
-    this.db = view.db;
-    this.argTargets = view.argTargets;
     this.workload = workload;
-    this.links = links;
+    this.extra = SpanExtra.of(view, links);
     this.start = start;
     this.end = end;
-    this.active = this.tool !== '' || this.model !== '' || ACTIVE_OPERATIONS.has(this.operation);
+    this.#flags = this.tool !== '' || this.model !== '' || ACTIVE_OPERATIONS.has(this.operation) ? ACTIVE : 0;
+  }
+
+  get transferTo(): string {
+    return this.extra.transferTo;
+  }
+  get handoffFrom(): string {
+    return this.extra.handoffFrom;
+  }
+  get graphNodeId(): string {
+    return this.extra.graphNodeId;
+  }
+  get graphNodeParentId(): string {
+    return this.extra.graphNodeParentId;
+  }
+  get remoteAgent(): string {
+    return this.extra.remoteAgent;
+  }
+  get mcp(): string {
+    return this.extra.mcp;
+  }
+  get mcpMethod(): string {
+    return this.extra.mcpMethod;
+  }
+  get db(): string {
+    return this.extra.db;
+  }
+  get argTargets(): readonly string[] | undefined {
+    return this.extra.argTargets;
+  }
+  get links(): readonly LinkRef[] | undefined {
+    return this.extra.links;
+  }
+
+  /** Detect has judged it (a span sent again is judged once). */
+  get judged(): boolean {
+    return (this.#flags & JUDGED) !== 0;
+  }
+  set judged(on: boolean) {
+    this.#flags = on ? this.#flags | JUDGED : this.#flags & ~JUDGED;
+  }
+  /** False when `agent` is only the service-name fallback. */
+  get named(): boolean {
+    return (this.#flags & NAMED) !== 0;
+  }
+  set named(on: boolean) {
+    this.#flags = on ? this.#flags | NAMED : this.#flags & ~NAMED;
+  }
+  /** GenAI activity (a model call or a tool): what makes even a span that names no agent an agent's. */
+  get active(): boolean {
+    return (this.#flags & ACTIVE) !== 0;
   }
 
   /** True while some ancestor has not arrived: what is inherited from above is not known yet. */
@@ -101,7 +176,9 @@ export class SpanNode {
 
   /** Rough heap bytes, for the store's byte budget. */
   estimateBytes(): number {
-    return 480 + (this.argTargets ? 16 * this.argTargets.length : 0) + (this.links ? 120 * this.links.length : 0);
+    const extra = this.extra;
+    if (extra === NO_EXTRA) return 400;
+    return 504 + (extra.argTargets ? 16 * extra.argTargets.length : 0) + (extra.links ? 120 * extra.links.length : 0);
   }
 }
 
@@ -164,6 +241,8 @@ export function canonicalName(s: string): string {
   }
   return c;
 }
+
+const delegationPaths = new StringPool(4096);
 
 /** Nodes seen on the walk agentChain is doing (reused: the walk is synchronous). */
 const walked: (AgentNode | undefined)[] = [];
@@ -351,7 +430,8 @@ export class TraceGraph {
       const chain = agentChain(n);
       n.depth = Math.max(0, chain.length - 1);
       n.root = chain[0]?.role ?? n.role;
-      n.path = chain.length > 0 ? chain.map((c) => c.role).join('>') : n.role;
+      // Interned: the same few paths recur in every trace, and each node keeps one.
+      n.path = chain.length > 1 ? delegationPaths.intern(chain.map((c) => c.role).join('>')) : (chain[0]?.role ?? n.role);
     }
   }
 

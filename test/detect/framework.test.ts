@@ -6,7 +6,7 @@ import { detectHarness, toolAttrs, TRACE, type SpanSpec } from '../helpers/detec
 import { parsePolicy } from '../../src/detect/policy.ts';
 import { toOcsf } from '../../src/detect/finding.ts';
 import { DETECTOR_STATE_BYTES, TraceStates } from '../../src/detect/detector.ts';
-import { TraceStore } from '../../src/tracegraph/store.ts';
+import { TRACE_OVERHEAD_BYTES, TraceStore } from '../../src/tracegraph/store.ts';
 
 /** a → b → c → d: depth 3 for d. */
 const CHAIN: SpanSpec[] = [
@@ -93,7 +93,7 @@ capabilities:
     const trace = store.get(TRACE)!;
     const summaries = [...trace.spans.values()].reduce((n, s) => n + s.estimateBytes(), 0);
     // Every judged span, and more: the sources' content hashes.
-    expect(trace.bytes - summaries - 800).toBeGreaterThan(11 * DETECTOR_STATE_BYTES);
+    expect(trace.bytes - summaries - TRACE_OVERHEAD_BYTES).toBeGreaterThan(11 * DETECTOR_STATE_BYTES);
     expect(store.bytes).toBe(trace.bytes);
     await h.send([{ id: '20', parent: '1', t: 50, attrs: toolAttrs('kb_write', { text: 'summary' }) }]);
     expect(store.bytes).toBe(trace.bytes);
