@@ -17,10 +17,9 @@ import { trace } from '@opentelemetry/api';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { startAgentCollector, type AgentCollector, type TraceGraphJson } from '../../helpers/agent-collector.ts';
 import type { PlainSpan } from '../../helpers/plain-spans.ts';
-import { describeSpans, startTracing, textStep, toolCallStep, type Tracing } from './fixtures/ai-sdk-tracing.ts';
+import { delegateResearch, describeSpans, expectResearchDelegation, ORCHESTRATOR_PROMPT, orchestratorModelSettings, researchModelSettings, researchTools, startTracing, type Tracing } from './fixtures/ai-sdk-tracing.ts';
 
 const SECRET = 'RAWSECRET123';
 const AUTHORIZATION = `Bearer sk-test-${SECRET}`;
@@ -39,32 +38,17 @@ describe('AI SDK v6 ai.* spans: orchestrator delegating to a research sub-agent'
     agents = await startAgentCollector();
     tracing = startTracing('support-app', agents.httpUrl);
 
-    const researchModel = new MockLanguageModelV3({
-      provider: 'openai.chat',
-      modelId: 'gpt-research',
-      doGenerate: [
-        toolCallStep(
-          { id: 'call-search', tool: 'web_search', args: { query: 'agent delegation attacks' } },
-          { id: 'call-fetch', tool: 'fetch_url', args: { url: 'https://api.example.com/v1/reports/42' } },
-        ),
-        textStep('Three known delegation attack patterns.'),
-      ],
-    });
-    const orchestratorModel = new MockLanguageModelV3({
-      provider: 'openai.chat',
-      modelId: 'gpt-orchestrator',
-      doGenerate: [toolCallStep({ id: 'call-delegate', tool: 'delegate_research', args: { topic: 'agent delegation attacks' } }), textStep('Summary sent.')],
-    });
+    const researchModel = new MockLanguageModelV3(researchModelSettings());
+    const orchestratorModel = new MockLanguageModelV3(orchestratorModelSettings());
 
     const result = await generateText({
       model: orchestratorModel,
-      prompt: 'Research agent delegation attacks and summarise.',
+      prompt: ORCHESTRATOR_PROMPT,
       stopWhen: stepCountIs(4),
       experimental_telemetry: { isEnabled: true, functionId: 'orchestrator' },
       tools: {
         delegate_research: tool({
-          description: 'Hand a research topic to the research agent.',
-          inputSchema: z.object({ topic: z.string() }),
+          ...delegateResearch,
           execute: async ({ topic }) => {
             traceId = trace.getActiveSpan()?.spanContext().traceId ?? '';
             const research = await generateText({
@@ -73,10 +57,7 @@ describe('AI SDK v6 ai.* spans: orchestrator delegating to a research sub-agent'
               stopWhen: stepCountIs(4),
               headers: { authorization: AUTHORIZATION },
               experimental_telemetry: { isEnabled: true, functionId: 'research' },
-              tools: {
-                web_search: tool({ inputSchema: z.object({ query: z.string() }), execute: async ({ query }) => ({ hits: [`${query}: paper 1`] }) }),
-                fetch_url: tool({ inputSchema: z.object({ url: z.string() }), execute: async ({ url }) => ({ status: 200, url, body: 'report' }) }),
-              },
+              tools: { web_search: tool(researchTools.web_search), fetch_url: tool(researchTools.fetch_url) },
             });
             return research.text;
           },
@@ -129,25 +110,15 @@ describe('AI SDK v6 ai.* spans: orchestrator delegating to a research sub-agent'
   });
 
   it('builds the delegation graph: orchestrator (depth 0) → research (depth 1) via parent/child', () => {
-    expect(graph.traceId).toBe(traceId);
-    expect(graph.spanCount).toBe(spans.length);
-    expect(graph.nodes.map((n) => n.role).sort(), JSON.stringify(graph, null, 1)).toEqual(['orchestrator', 'research']);
-
-    const orchestrator = graph.nodes.find((n) => n.role === 'orchestrator')!;
-    expect(orchestrator).toMatchObject({ id: agentSpan('orchestrator').spanId, depth: 0, root: 'orchestrator', path: 'orchestrator' });
-    expect(orchestrator.tools).toContain('delegate_research');
+    const { orchestrator, research } = expectResearchDelegation(graph, {
+      traceId,
+      count: spans.length,
+      orchestrator: agentSpan('orchestrator').spanId,
+      research: agentSpan('research').spanId,
+      delegate: toolSpan('delegate_research').spanId,
+    });
     expect(orchestrator.credentials).toEqual([]);
-
-    const research = graph.nodes.find((n) => n.role === 'research')!;
-    expect(research).toMatchObject({ id: agentSpan('research').spanId, depth: 1, root: 'orchestrator', path: 'orchestrator>research' });
-    expect([...research.tools].sort()).toEqual(['fetch_url', 'web_search']);
-    expect(research.targets.some((t) => t.includes('api.example.com')), `targets ${JSON.stringify(research.targets)}`).toBe(true);
     expect(research.credentials).toHaveLength(1);
-
-    expect(graph.edges, JSON.stringify(graph.edges)).toHaveLength(1);
-    const [edge] = graph.edges;
-    expect(edge).toMatchObject({ from: orchestrator.id, to: research.id, fromRole: 'orchestrator', toRole: 'research', via: 'parent_child' });
-    expect([toolSpan('delegate_research').spanId, research.id]).toContain(edge.spanId);
   });
 
   it("enriches the research agent's ai.toolCall spans with depth 1, its path and its root", () => {

@@ -16,10 +16,9 @@ import { OpenTelemetry } from '@ai-sdk/otel';
 import { generateText, registerTelemetry, stepCountIs, tool } from 'ai';
 import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { z } from 'zod';
 import { startAgentCollector, type AgentCollector, type TraceGraphJson } from '../../helpers/agent-collector.ts';
 import type { PlainSpan } from '../../helpers/plain-spans.ts';
-import { describeSpans, startTracing, textStep, toolCallStep, type Tracing } from './fixtures/ai-sdk-tracing.ts';
+import { delegateResearch, describeSpans, expectResearchDelegation, ORCHESTRATOR_PROMPT, orchestratorModelSettings, researchModelSettings, researchTools, startTracing, type Tracing } from './fixtures/ai-sdk-tracing.ts';
 
 const integrations = () => ((globalThis as { AI_SDK_TELEMETRY_INTEGRATIONS?: unknown[] }).AI_SDK_TELEMETRY_INTEGRATIONS ??= []);
 
@@ -38,32 +37,17 @@ describe('AI SDK v7 + @ai-sdk/otel: orchestrator delegating to a research sub-ag
     otel = new OpenTelemetry({ agentSpanName: 'functionId' });
     registerTelemetry(otel);
 
-    const researchModel = new MockLanguageModelV4({
-      provider: 'openai.chat',
-      modelId: 'gpt-research',
-      doGenerate: [
-        toolCallStep(
-          { id: 'call-search', tool: 'web_search', args: { query: 'agent delegation attacks' } },
-          { id: 'call-fetch', tool: 'fetch_url', args: { url: 'https://api.example.com/v1/reports/42' } },
-        ),
-        textStep('Three known delegation attack patterns.'),
-      ],
-    });
-    const orchestratorModel = new MockLanguageModelV4({
-      provider: 'openai.chat',
-      modelId: 'gpt-orchestrator',
-      doGenerate: [toolCallStep({ id: 'call-delegate', tool: 'delegate_research', args: { topic: 'agent delegation attacks' } }), textStep('Summary sent.')],
-    });
+    const researchModel = new MockLanguageModelV4(researchModelSettings());
+    const orchestratorModel = new MockLanguageModelV4(orchestratorModelSettings());
 
     const result = await generateText({
       model: orchestratorModel,
-      prompt: 'Research agent delegation attacks and summarise.',
+      prompt: ORCHESTRATOR_PROMPT,
       stopWhen: stepCountIs(4),
       telemetry: { functionId: 'orchestrator' },
       tools: {
         delegate_research: tool({
-          description: 'Hand a research topic to the research agent.',
-          inputSchema: z.object({ topic: z.string() }),
+          ...delegateResearch,
           execute: async ({ topic }) => {
             traceId = trace.getActiveSpan()?.spanContext().traceId ?? '';
             const research = await generateText({
@@ -71,10 +55,7 @@ describe('AI SDK v7 + @ai-sdk/otel: orchestrator delegating to a research sub-ag
               prompt: `Research: ${topic}`,
               stopWhen: stepCountIs(4),
               telemetry: { functionId: 'research' },
-              tools: {
-                web_search: tool({ inputSchema: z.object({ query: z.string() }), execute: async ({ query }) => ({ hits: [`${query}: paper 1`] }) }),
-                fetch_url: tool({ inputSchema: z.object({ url: z.string() }), execute: async ({ url }) => ({ status: 200, url, body: 'report' }) }),
-              },
+              tools: { web_search: tool(researchTools.web_search), fetch_url: tool(researchTools.fetch_url) },
             });
             return research.text;
           },
@@ -124,25 +105,14 @@ describe('AI SDK v7 + @ai-sdk/otel: orchestrator delegating to a research sub-ag
   });
 
   it('builds the delegation graph: orchestrator (depth 0) → research (depth 1) via parent/child', () => {
-    expect(graph.traceId).toBe(traceId);
-    expect(graph.spanCount).toBe(spans.length);
-    expect(graph.nodes.map((n) => n.role).sort(), JSON.stringify(graph, null, 1)).toEqual(['orchestrator', 'research']);
-
-    const orchestrator = graph.nodes.find((n) => n.role === 'orchestrator')!;
-    expect(orchestrator).toMatchObject({ id: byName('invoke_agent orchestrator').spanId, depth: 0, root: 'orchestrator', path: 'orchestrator' });
-    expect(orchestrator.tools).toContain('delegate_research');
-    expect(orchestrator.tools).not.toContain('web_search');
+    const { orchestrator } = expectResearchDelegation(graph, {
+      traceId,
+      count: spans.length,
+      orchestrator: byName('invoke_agent orchestrator').spanId,
+      research: byName('invoke_agent research').spanId,
+      delegate: byName('execute_tool delegate_research').spanId,
+    });
     expect(orchestrator.workloads).toContain('support-app');
-
-    const research = graph.nodes.find((n) => n.role === 'research')!;
-    expect(research).toMatchObject({ id: byName('invoke_agent research').spanId, depth: 1, root: 'orchestrator', path: 'orchestrator>research' });
-    expect([...research.tools].sort()).toEqual(['fetch_url', 'web_search']);
-    expect(research.targets.some((t) => t.includes('api.example.com')), `targets ${JSON.stringify(research.targets)}`).toBe(true);
-
-    expect(graph.edges, JSON.stringify(graph.edges)).toHaveLength(1);
-    const [edge] = graph.edges;
-    expect(edge).toMatchObject({ from: orchestrator.id, to: research.id, fromRole: 'orchestrator', toRole: 'research', via: 'parent_child' });
-    expect([byName('execute_tool delegate_research').spanId, research.id]).toContain(edge.spanId);
   });
 
   it("enriches the research agent's tool spans with depth 1, its path and its root", () => {
