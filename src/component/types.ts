@@ -105,3 +105,18 @@ export interface ExtensionFactory<S extends z.ZodType = z.ZodType> extends Facto
 
 export type AnyFactory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;
 export type ComponentKind = AnyFactory['kind'];
+
+/**
+ * Waits for `work` (begun here), calling `giveUp` once if `signal` has aborted or aborts before it
+ * ends: how a shutdown turns its deadline into cutting connections or abandoning retries.
+ */
+export async function untilDoneOrAborted<T>(signal: AbortSignal, giveUp: () => void, work: () => Promise<T>): Promise<T> {
+  const done = work();
+  if (signal.aborted) giveUp();
+  else signal.addEventListener('abort', giveUp, { once: true });
+  try {
+    return await done;
+  } finally {
+    signal.removeEventListener('abort', giveUp);
+  }
+}

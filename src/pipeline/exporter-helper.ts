@@ -9,7 +9,7 @@
 // throughput, through GC), and every retry sends the same bytes.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import type { Exporter, Settings } from '../component/types.ts';
+import { untilDoneOrAborted, type Exporter, type Settings } from '../component/types.ts';
 import { errorMessage, findRetryable, isPermanent, PermanentError, RetryableError } from '../errors.ts';
 import type { TraceBatch } from '../otlp/types.ts';
 import { DEFAULT_RETRY_AFTER_MS } from '../otlp/status.ts';
@@ -343,10 +343,7 @@ class HelperExporter<P> implements Exporter {
 
   async #shutdown(signal: AbortSignal): Promise<void> {
     this.#state = 'stopping';
-    const giveUp = () => this.#stop.abort();
-    signal.addEventListener('abort', giveUp, { once: true });
-    if (signal.aborted) giveUp();
-    try {
+    await untilDoneOrAborted(signal, () => this.#stop.abort(), async () => {
       await this.#starting?.catch(() => {}); // a failed start was reported to start's caller
       // Batches accepted while being encoded join the queue before it closes.
       await Promise.allSettled(this.#encoding);
@@ -354,9 +351,7 @@ class HelperExporter<P> implements Exporter {
       this.#queue?.close();
       await Promise.allSettled([...this.#consumers, ...this.#directSends]);
       for (const entry of this.#queue?.drain() ?? []) this.#countDropped(entry.spanCount, 'shutdown');
-    } finally {
-      signal.removeEventListener('abort', giveUp);
-    }
+    });
     if (this.#droppedAtShutdown > 0) {
       this.#set.logger.warn({ spans: this.#droppedAtShutdown, reason: 'shutdown' }, 'shutdown gave up before the queue was sent: dropped spans');
     }

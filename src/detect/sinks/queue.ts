@@ -12,6 +12,7 @@
 //
 // Not the exporter helper (createExporter): that one carries trace batches and answers the
 // receiver; a finding sink has no caller to push back on, so it only queues, retries and drops.
+import { untilDoneOrAborted } from '../../component/types.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { errorMessage, findRetryable, isPermanent } from '../../errors.ts';
@@ -216,14 +217,9 @@ export class QueuedSink<P, R> {
   async #close(signal: AbortSignal): Promise<void> {
     this.#closed = true;
     this.#wake?.();
-    const giveUp = () => this.#stop.abort();
-    if (signal.aborted) giveUp();
-    else signal.addEventListener('abort', giveUp, { once: true });
-    try {
+    await untilDoneOrAborted(signal, () => this.#stop.abort(), async () => {
       await this.#worker;
-    } finally {
-      signal.removeEventListener('abort', giveUp);
-    }
+    });
     const left = this.#queue.clear();
     if (left > 0) this.#drop(left, 'shutdown');
     if (this.#droppedAtShutdown > 0) {

@@ -9,6 +9,7 @@ import { encodeRpcStatusProtobuf, statusOf } from '../../otlp/status.ts';
 import { splitHostPort } from '../../config/units.ts';
 import { encodeExportResponseProtobuf, type Ingest } from './ingest.ts';
 import { joinHostPort, ListenError, type TlsMaterial, type Transport } from './listen.ts';
+import { untilDoneOrAborted } from '../../component/types.ts';
 
 export interface GrpcTransportConfig {
   endpoint: string;
@@ -91,13 +92,7 @@ export class GrpcTransport implements Transport {
   async #stop(signal: AbortSignal): Promise<void> {
     const server = this.#server;
     if (server === undefined) return;
-    const force = (): void => server.forceShutdown();
-    await new Promise<void>((resolve) => {
-      server.tryShutdown(() => resolve());
-      if (signal.aborted) force();
-      else signal.addEventListener('abort', force, { once: true });
-    });
-    signal.removeEventListener('abort', force);
+    await untilDoneOrAborted(signal, () => server.forceShutdown(), () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));
   }
 
   #credentials(): grpc.ServerCredentials {

@@ -12,6 +12,7 @@ import { encodeRpcStatusJson, encodeRpcStatusProtobuf, GrpcCode, statusOf, type 
 import { splitHostPort } from '../../config/units.ts';
 import { encodeExportResponseJson, encodeExportResponseProtobuf, type Encoding, type Ingest } from './ingest.ts';
 import { joinHostPort, ListenError, type TlsMaterial, type Transport } from './listen.ts';
+import { untilDoneOrAborted } from '../../component/types.ts';
 
 export interface HttpTransportConfig {
   endpoint: string;
@@ -74,15 +75,7 @@ export class HttpTransport implements Transport {
     if (app === undefined) return;
     // close() stops accepting and waits for requests in flight (new ones on open connections
     // get fastify's 503 meanwhile); the signal cuts the connections that are still busy.
-    const closed = app.close();
-    const cut = (): void => app.server.closeAllConnections();
-    if (signal.aborted) cut();
-    else signal.addEventListener('abort', cut, { once: true });
-    try {
-      await closed;
-    } finally {
-      signal.removeEventListener('abort', cut);
-    }
+    await untilDoneOrAborted(signal, () => app.server.closeAllConnections(), () => app.close());
   }
 
   #build(): FastifyInstance {
