@@ -28,8 +28,8 @@ import { duration } from '../config/units.ts';
 import { BaselinesConfig } from '../baseline/config.ts';
 import { Baselines, type VolumeAnomaly } from '../baseline/baselines.ts';
 import { createStore } from '../baseline/store.ts';
-import type { Item } from '../baseline/profile.ts';
-import { evidence, generatePolicy } from '../baseline/generate.ts';
+import { generatePolicy } from '../baseline/generate.ts';
+import { baselineJson } from '../baseline/json.ts';
 import { baselineDetector } from '../detect/detectors/baseline.ts';
 
 /** Kinds with a detector of their own, configured under detectors.<kind> (the baseline kinds are configured under baselines). */
@@ -177,7 +177,15 @@ export class Detect implements Processor {
     this.#detectors.push(baselineDetector(engine, { policy: () => this.#policy, now: () => this.now() }, { settleAfterMs: cfg.settle_after, maxPendingPerTrace: 10_000 }));
     this.#syncTimer = setInterval(() => void this.#tick(), cfg.sync_interval).unref();
     host.api.add({ method: 'GET', path: '/baselines', handler: () => ({ store: store.kind, roles: engine.roles().map((r) => engine.summary(r)) }) });
-    host.api.add({ method: 'GET', path: '/baselines/:role', handler: ({ params }) => this.baselineOf(params.role!) });
+    host.api.add({
+      method: 'GET',
+      path: '/baselines/:role',
+      handler: ({ params }) => {
+        const profile = baselineJson(engine, params.role!);
+        if (!profile) throw new ApiError(404, `no baseline for role ${params.role}`);
+        return profile;
+      },
+    });
     host.api.add({
       method: 'GET',
       path: '/policy/generated',
@@ -188,25 +196,6 @@ export class Detect implements Processor {
       },
     });
     this.#set.logger.info({ store: store.kind, roles: engine.roles().length }, 'baselines loaded');
-  }
-
-  /** One role's profile, as GET /api/baselines/{role} serves it. */
-  baselineOf(role: string): Record<string, unknown> {
-    const engine = this.#baselines;
-    const summary = engine?.summary(role);
-    if (!engine || !summary) throw new ApiError(404, `no baseline for role ${role}`);
-    const items = engine.items(role);
-    const list = (entries: [string, Item][]) => entries.map(([value, it]) => ({ value, ...evidence(it) }));
-    return {
-      ...summary,
-      tools: list(items.tool),
-      endpoints: list(items.endpoint),
-      collapsed_endpoints: engine.collapsedEndpoints(role),
-      mcp: list(items.mcp),
-      delegations: list(items.delegation),
-      models: list(items.model),
-      volume: engine.volume(role),
-    };
   }
 
   /** Syncs the baselines, then sends the finding spans of findings made outside a batch. */
