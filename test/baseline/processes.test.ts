@@ -4,7 +4,7 @@
 // - SIGHUP reloads the policy file (with file polling off), and a broken one is refused;
 // - `agentsec policy generate` writes, from the SQLite baselines of a stopped collector, a policy
 //   that the policy loader itself accepts.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { recordInvocation, sendSpans, type Invocation } from '../helpers/agent-traffic.ts';
-import { adminGet } from '../helpers/collector.ts';
+import { adminGet, spawnCollector, type CollectorProcess } from '../helpers/collector.ts';
 import { eventually } from '../helpers/wait.ts';
 import { startAgentCollector } from '../helpers/agent-collector.ts';
 import { redisUnavailable, startRedis } from '../helpers/redis.ts';
@@ -22,12 +22,9 @@ const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'agentsec-bl-proc-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-interface Proc {
-  child: ChildProcess;
+interface Proc extends CollectorProcess {
   httpUrl: string;
   adminUrl: string;
-  logs: Record<string, unknown>[];
-  stop(): Promise<number | null>;
 }
 
 function configYaml(dataDir: string, baselines: string, policy = ''): string {
@@ -55,44 +52,9 @@ service:
 `;
 }
 
-async function spawnCollector(name: string, yaml: string): Promise<Proc> {
-  const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, yaml);
-  const child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Record<string, unknown>[] = [];
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  const endpoints = await new Promise<{ otlp: { http: string }; admin: { http: string } }>((resolve, reject) => {
-    let buf = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const entry = JSON.parse(line) as Record<string, unknown>;
-          logs.push(entry);
-          if (entry.msg === 'collector started') resolve(entry.endpoints as never);
-        } catch {
-          // debug exporter lines
-        }
-      }
-    });
-    child.once('close', (code) => reject(new Error(`${name} exited with ${code}: ${stderr}`)));
-  });
-  return {
-    child,
-    logs,
-    httpUrl: `http://${endpoints.otlp.http}`,
-    adminUrl: `http://${endpoints.admin.http}`,
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
-        child.once('exit', (code) => resolve(code));
-        child.kill('SIGTERM');
-      }),
-  };
+async function startReplica(name: string, yaml: string): Promise<Proc> {
+  const p = await spawnCollector(join(dir, `${name}.yaml`), yaml);
+  return { ...p, httpUrl: `http://${p.endpoints.otlp!.http}`, adminUrl: `http://${p.endpoints.admin!.http}` };
 }
 
 interface Profile {
@@ -131,8 +93,8 @@ describe.skipIf(noRedis !== undefined)(`two collector processes sharing Redis${n
     const prefix = redis.prefix();
     const baselines = `storage: redis\n      redis: { url: "${redis.url}", key_prefix: "${prefix}" }`;
     const [a, b] = await Promise.all([
-      spawnCollector('replica-a', configYaml(join(dir, 'a'), baselines)),
-      spawnCollector('replica-b', configYaml(join(dir, 'b'), baselines)),
+      startReplica('replica-a', configYaml(join(dir, 'a'), baselines)),
+      startReplica('replica-b', configYaml(join(dir, 'b'), baselines)),
     ]);
     const one = await startAgentCollector({
       extraProcessors: `detect:\n    baselines: { storage: memory, learning: { period: 0s, min_observations: 10 }, sync_interval: 200ms }`,
@@ -170,7 +132,7 @@ describe('a collector process and its policy', () => {
     const policy = join(dir, 'sighup-policy.yaml');
     writeFileSync(policy, 'roles: {}\n');
     const yaml = configYaml(dataDir, 'storage: sqlite', policy);
-    const p = await spawnCollector('sighup', yaml);
+    const p = await startReplica('sighup', yaml);
     let exit: number | null = null;
     try {
       for (const inv of plan(24)) await sendSpans(p.httpUrl, (await recordInvocation(inv)).spans);

@@ -1,15 +1,15 @@
 // The agentsec command as users run it, in a child process: exit codes and messages, and a
 // SIGTERM under load that loses nothing the collector acknowledged.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeTraceProtobuf } from '../../src/otlp/encode.ts';
 import { toHex } from '../../src/otlp/ids.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
+import { spawnCollector, type CollectorProcess } from '../helpers/collector.ts';
 import { makeBatch, spansOf } from '../helpers/batch.ts';
 import { grpcClient, grpcExport, postProtobuf } from '../receivers/otlp-helpers.ts';
 
@@ -83,17 +83,17 @@ describe('exit codes', () => {
 });
 
 describe('SIGTERM under load', () => {
-  let child: ChildProcess | undefined;
+  let collector: CollectorProcess | undefined;
   let backend: FakeBackend | undefined;
   afterEach(async () => {
-    child?.kill('SIGKILL');
+    collector?.child.kill('SIGKILL');
     await backend?.close();
   });
 
   it('drains and exits 0; every span it acknowledged reaches the downstream', async () => {
     backend = await FakeBackend.start();
-    const file = writeConfig(
-      'drain.yaml',
+    collector = await spawnCollector(
+      join(dir, 'drain.yaml'),
       pipelineYaml(
         '127.0.0.1:0',
         '127.0.0.1:0',
@@ -101,16 +101,7 @@ describe('SIGTERM under load', () => {
         'shutdown_timeout: 15s',
       ),
     );
-    child = spawn(process.execPath, [CLI, 'run', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const exited = new Promise<number | null>((resolve) => child!.on('exit', (code) => resolve(code)));
-    const endpoints = await new Promise<{ http: string; grpc: string }>((resolve, reject) => {
-      const lines = createInterface({ input: child!.stdout! });
-      lines.on('line', (line) => {
-        const entry = JSON.parse(line) as { msg: string; endpoints?: { otlp: { http: string; grpc: string } } };
-        if (entry.msg === 'collector started') resolve(entry.endpoints!.otlp);
-      });
-      child!.on('exit', (code) => reject(new Error(`collector exited early with ${code}`)));
-    });
+    const endpoints = { http: collector.endpoints.otlp!.http!, grpc: collector.endpoints.otlp!.grpc! };
 
     const acknowledged = new Set<string>();
     let stop = false;
@@ -132,8 +123,7 @@ describe('SIGTERM under load', () => {
     await new Promise((r) => setTimeout(r, 800));
     // The downstream stumbles as the drain begins: the queue must be retried, not dropped.
     backend.answerNext({ kind: 'error', httpStatus: 503, retryAfter: '1' }, { kind: 'error', httpStatus: 503, retryAfter: '1' });
-    child.kill('SIGTERM');
-    const code = await exited;
+    const code = await collector.stop();
     stop = true;
     await Promise.all(loads);
     grpc.close();

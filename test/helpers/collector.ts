@@ -1,4 +1,8 @@
-// Starts a real collector in-process from a YAML string (ports :0), for end-to-end tests.
+// Starts a real collector from a YAML string (ports :0), for end-to-end tests: in-process, or as
+// `agentsec run` in a child process where a test needs signals and exit codes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { parseConfigText } from '../../src/config/load.ts';
 import { resolveConfig } from '../../src/config/schema.ts';
@@ -36,6 +40,60 @@ export async function startCollector(yaml: string, env: Record<string, string> =
     grpcAddress: (endpoints.otlp?.grpc ?? '').replace('0.0.0.0', '127.0.0.1'),
     adminUrl: url(endpoints.admin?.http),
     stop: () => service.shutdown(),
+  };
+}
+
+const CLI = new URL('../../src/cli.ts', import.meta.url).pathname;
+/** How long stop() waits after SIGTERM before it kills the process. */
+const STOP_GRACE_MS = 20_000;
+
+export interface CollectorProcess {
+  child: ChildProcess;
+  /** Its log lines, parsed (the debug exporter's non-JSON lines are left out). */
+  logs: Record<string, unknown>[];
+  /** The endpoints it logged when started, as in `collector started`. */
+  endpoints: { otlp?: { http?: string; grpc?: string }; admin?: { http?: string } };
+  /** The exit code (null when killed by a signal). */
+  exited: Promise<number | null>;
+  /** SIGTERM, and the exit code; SIGKILL (and null) if it has not exited after `graceMs`. */
+  stop(graceMs?: number): Promise<number | null>;
+}
+
+/** Writes `yaml` to `configFile` and runs `agentsec run --config configFile`, until it logs `collector started`. */
+export async function spawnCollector(configFile: string, yaml: string): Promise<CollectorProcess> {
+  writeFileSync(configFile, yaml);
+  const child = spawn(process.execPath, [CLI, 'run', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const endpoints = await new Promise<CollectorProcess['endpoints']>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let entry: Record<string, unknown>;
+      try {
+        entry = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        return; // the debug exporter's lines
+      }
+      logs.push(entry);
+      if (entry.msg === 'collector started') resolve(entry.endpoints as CollectorProcess['endpoints']);
+    });
+    void exited.then((code) => reject(new Error(`${configFile}: the collector exited with ${code} before it started: ${stderr}`)));
+  });
+  return {
+    child,
+    logs,
+    endpoints,
+    exited,
+    async stop(graceMs = STOP_GRACE_MS) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const late = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      try {
+        return await exited;
+      } finally {
+        clearTimeout(late);
+      }
+    },
   };
 }
 
