@@ -8,7 +8,7 @@ import { TRACE_EXPORT_PATH } from '../../otlp/proto.ts';
 import { encodeRpcStatusProtobuf, statusOf } from '../../otlp/status.ts';
 import { splitHostPort } from '../../config/units.ts';
 import { encodeExportResponseProtobuf, type Ingest } from './ingest.ts';
-import { joinHostPort, ListenError, type TlsMaterial, type Transport } from './listen.ts';
+import { joinHostPort, ListenError, ListeningTransport, type TlsMaterial } from './listen.ts';
 import { untilDoneOrAborted } from '../../component/types.ts';
 
 export interface GrpcTransportConfig {
@@ -43,16 +43,15 @@ const TRACE_SERVICE: grpc.ServiceDefinition = {
   },
 };
 
-export class GrpcTransport implements Transport {
+export class GrpcTransport extends ListeningTransport {
   readonly protocol = 'grpc';
   readonly #config: GrpcTransportConfig;
   readonly #ingest: Ingest;
   readonly #logger: Logger;
   #server: grpc.Server | undefined;
-  #boundPort: number | undefined;
-  #stopped: Promise<void> | undefined;
 
   constructor(config: GrpcTransportConfig, ingest: Ingest, logger: Logger) {
+    super(config.endpoint);
     this.#config = config;
     this.#ingest = ingest;
     this.#logger = logger;
@@ -67,7 +66,7 @@ export class GrpcTransport implements Transport {
     server.addService(TRACE_SERVICE, { export: this.#export });
     const { host, port } = splitHostPort(this.#config.endpoint);
     try {
-      this.#boundPort = await new Promise<number>((resolve, reject) => {
+      this.boundPort = await new Promise<number>((resolve, reject) => {
         server.bindAsync(joinHostPort(host, port), this.#credentials(), (err, bound) => (err ? reject(err) : resolve(bound)));
       });
     } catch (err) {
@@ -79,17 +78,7 @@ export class GrpcTransport implements Transport {
     this.#logger.info({ endpoint: this.endpoint(), tls: this.#config.tls !== undefined }, 'OTLP/gRPC receiver listening');
   }
 
-  endpoint(): string {
-    const { host, port } = splitHostPort(this.#config.endpoint);
-    return joinHostPort(host, this.#boundPort ?? port);
-  }
-
-  shutdown(signal: AbortSignal): Promise<void> {
-    this.#stopped ??= this.#stop(signal);
-    return this.#stopped;
-  }
-
-  async #stop(signal: AbortSignal): Promise<void> {
+  protected async stop(signal: AbortSignal): Promise<void> {
     const server = this.#server;
     if (server === undefined) return;
     await untilDoneOrAborted(signal, () => server.forceShutdown(), () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())));

@@ -11,7 +11,7 @@ import { BadInputError, PermanentError, RetryableError, TooLargeError, Unsupport
 import { encodeRpcStatusJson, encodeRpcStatusProtobuf, GrpcCode, statusOf, type ErrorStatus } from '../../otlp/status.ts';
 import { splitHostPort } from '../../config/units.ts';
 import { encodeExportResponseJson, encodeExportResponseProtobuf, type Encoding, type Ingest } from './ingest.ts';
-import { joinHostPort, ListenError, type TlsMaterial, type Transport } from './listen.ts';
+import { ListenError, ListeningTransport, type TlsMaterial } from './listen.ts';
 import { untilDoneOrAborted } from '../../component/types.ts';
 
 export interface HttpTransportConfig {
@@ -30,16 +30,15 @@ interface RequestBody {
   bytes: Buffer;
 }
 
-export class HttpTransport implements Transport {
+export class HttpTransport extends ListeningTransport {
   readonly protocol = 'http';
   readonly #config: HttpTransportConfig;
   readonly #ingest: Ingest;
   readonly #logger: Logger;
   #app: FastifyInstance | undefined;
-  #boundPort: number | undefined;
-  #stopped: Promise<void> | undefined;
 
   constructor(config: HttpTransportConfig, ingest: Ingest, logger: Logger) {
+    super(config.endpoint);
     this.#config = config;
     this.#ingest = ingest;
     this.#logger = logger;
@@ -55,22 +54,12 @@ export class HttpTransport implements Transport {
       throw new ListenError('http', this.#config.endpoint, err);
     }
     const address = app.server.address();
-    this.#boundPort = typeof address === 'object' && address !== null ? address.port : port;
+    this.boundPort = typeof address === 'object' && address !== null ? address.port : port;
     this.#app = app;
     this.#logger.info({ endpoint: this.endpoint(), tls: this.#config.tls !== undefined }, 'OTLP/HTTP receiver listening');
   }
 
-  endpoint(): string {
-    const { host, port } = splitHostPort(this.#config.endpoint);
-    return joinHostPort(host, this.#boundPort ?? port);
-  }
-
-  shutdown(signal: AbortSignal): Promise<void> {
-    this.#stopped ??= this.#stop(signal);
-    return this.#stopped;
-  }
-
-  async #stop(signal: AbortSignal): Promise<void> {
+  protected async stop(signal: AbortSignal): Promise<void> {
     const app = this.#app;
     if (app === undefined) return;
     // close() stops accepting and waits for requests in flight (new ones on open connections

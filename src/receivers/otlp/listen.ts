@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { ConfigError, errorMessage } from '../../errors.ts';
+import { splitHostPort } from '../../config/units.ts';
 import type { TransportName } from './ingest.ts';
 
 export interface TlsServerConfig {
@@ -55,6 +56,33 @@ export function loadTls(cfg: TlsServerConfig, keyPath: string): TlsMaterial {
     throw new ConfigError([`${keyPath}: cannot use ${keys}: ${errorMessage(err)}`]);
   }
   return material;
+}
+
+/** What both transports share: the endpoint with the port bound at start, and a shutdown that runs once. */
+export abstract class ListeningTransport implements Transport {
+  abstract readonly protocol: TransportName;
+  readonly #configuredEndpoint: string;
+  /** Set by start once listening (the configured port may be 0). */
+  protected boundPort: number | undefined;
+  #stopped: Promise<void> | undefined;
+
+  constructor(configuredEndpoint: string) {
+    this.#configuredEndpoint = configuredEndpoint;
+  }
+
+  abstract start(): Promise<void>;
+  /** Stops accepting and lets requests in flight finish; cuts them off when `signal` aborts. Called once. */
+  protected abstract stop(signal: AbortSignal): Promise<void>;
+
+  endpoint(): string {
+    const { host, port } = splitHostPort(this.#configuredEndpoint);
+    return joinHostPort(host, this.boundPort ?? port);
+  }
+
+  shutdown(signal: AbortSignal): Promise<void> {
+    this.#stopped ??= this.stop(signal);
+    return this.#stopped;
+  }
 }
 
 /** The inverse of splitHostPort: IPv6 literals in brackets. */
