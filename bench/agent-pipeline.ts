@@ -13,7 +13,7 @@
 //                             and print its top self-time functions
 //   BENCH_RESULTS_AGENT       where to write the JSON figures (default: a file in the OS temp dir)
 import { execFileSync, fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,7 @@ import { buildAgentPool } from './agent-payload.ts';
 import type { MemoryResult, ThroughputResult } from './agent-inprocess.ts';
 import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
-import { count, fixed, formatTable, noteNoise } from './report.ts';
+import { count, fixed, formatTable, noteNoise, writeFigures } from './report.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { metricValues, refusalReasons, scrapeMetrics, sentSpans, sum } from './prom.ts';
 import { runMain } from './main.ts';
@@ -219,10 +219,8 @@ async function main(): Promise<void> {
       profile = { file, top };
     }
 
-    const resultsPath = resolve(process.env.BENCH_RESULTS_AGENT ?? join(tmpdir(), `agentsec-bench-agent-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
-    const settings = { inProcessSeconds: IN_PROCESS_SECONDS, e2eSeconds: E2E_SECONDS, e2eWarmupSeconds: E2E_WARMUP_SECONDS, concurrency: CONCURRENCY, rounds: ROUNDS, node: process.version, cores: cpus().length };
-    writeFileSync(resultsPath, JSON.stringify({ date: new Date().toISOString(), settings, inProcess: throughput, memory, e2e: { payload: pool.template, runs: e2e }, profile }, null, 2) + '\n');
-    console.log(`\nagent pipeline figures as JSON: ${resultsPath}`);
+    const settings = { inProcessSeconds: IN_PROCESS_SECONDS, e2eSeconds: E2E_SECONDS, e2eWarmupSeconds: E2E_WARMUP_SECONDS, concurrency: CONCURRENCY, rounds: ROUNDS, collectorNodeFlags: collectorNodeFlags() };
+    writeFigures('agent', 'BENCH_RESULTS_AGENT', settings, { inProcess: throughput, memory, e2e: { payload: pool.template, runs: e2e }, profile });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -38,7 +38,7 @@ import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, demoCast, exfiltrationTrace, idOffsets, type AttackTrace, type LastSpan } from './detection-payload.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { byLabel, metricValues, refusalReasons, scrapeMetrics, sentSpans, sum } from './prom.ts';
-import { count, fixed, formatTable, noteNoise } from './report.ts';
+import { count, fixed, formatTable, noteNoise, writeFigures } from './report.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
 import { runMain } from './main.ts';
 
@@ -596,7 +596,6 @@ async function main(): Promise<void> {
 }
 
 function writeResults(figures: Record<string, unknown>): void {
-  const resultsPath = resolve(process.env.BENCH_RESULTS_DETECTION ?? join(tmpdir(), `agentsec-bench-detection-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
   const settings = {
     config: CONFIG,
     policy: POLICY,
@@ -608,12 +607,9 @@ function writeResults(figures: Record<string, unknown>): void {
     loadShare: LOAD_SHARE,
     pollMs: POLL_MS,
     configuredHoldMs: CONFIGURED_HOLD_MS,
-    node: process.version,
-    cores: cpus().length,
     collectorNodeFlags: collectorNodeFlags(),
   };
-  writeFileSync(resultsPath, JSON.stringify({ date: new Date().toISOString(), settings, ...figures }, null, 2) + '\n');
-  console.log(`\ndetection figures as JSON: ${resultsPath}`);
+  writeFigures('detection', 'BENCH_RESULTS_DETECTION', settings, figures);
 }
 
 

@@ -1,5 +1,19 @@
 // The bench's output: aligned text tables on stdout and the same figures as JSON.
+import { writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import type { CodecReport } from './codec.ts';
+
+/**
+ * Writes a script's figures as JSON, with its settings (and the node version and core count), to
+ * the path in `envVar`, else to a dated file in the OS temp dir, and prints where.
+ */
+export function writeFigures(script: string, envVar: string, settings: Record<string, unknown>, figures: Record<string, unknown>): void {
+  const path = resolve(process.env[envVar] ?? join(tmpdir(), `agentsec-bench-${script}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
+  const all = { date: new Date().toISOString(), settings: { ...settings, node: process.version, cores: cpus().length }, ...figures };
+  writeFileSync(path, JSON.stringify(all, null, 2) + '\n');
+  console.log(`\n${script} figures as JSON: ${path}`);
+}
 
 export interface ScenarioResult {
   transport: 'http' | 'grpc';

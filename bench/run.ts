@@ -12,7 +12,7 @@
 //   BENCH_OTLP_COMPRESSION, BENCH_OTLP_NUM_CONSUMERS   the otlp exporter's compression (gzip) and
 //                           sending_queue.num_consumers (4) in the "bare" scenario (bench/forward-exporter-only.yaml)
 import { fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +23,7 @@ import { startCollector, stopMeasured } from './collector-process.ts';
 import type { LoadMessage, LoadResult } from './load.ts';
 import { buildRequestPool, SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
-import { codecTable, noteNoise, pipelineRatios, scenarioTable, staticVersusReflection, type ScenarioResult } from './report.ts';
+import { codecTable, noteNoise, pipelineRatios, scenarioTable, staticVersusReflection, writeFigures, type ScenarioResult } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 import { envNumber, collectorNodeFlags } from './env.ts';
 import { refusalReasons, scrapeMetrics } from './prom.ts';
@@ -103,18 +103,8 @@ async function main(): Promise<void> {
     noteNoise([codecOtherCpu], 'the codec runs');
     console.log('\n' + pipelineRatios(results, codec));
 
-    const resultsPath = resolve(process.env.BENCH_RESULTS ?? join(tmpdir(), `agentsec-bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
-    const settings = {
-      seconds: SECONDS,
-      warmupSeconds: WARMUP_SECONDS,
-      concurrency: CONCURRENCY,
-      poolSize: POOL_SIZE,
-      node: process.version,
-      cores: cpus().length,
-      collectorNodeFlags: collectorNodeFlags(),
-    };
-    writeFileSync(resultsPath, JSON.stringify({ date: new Date().toISOString(), settings, payload, scenarios: results, codec: { ...codec, otherCpuPercent: codecOtherCpu } }, null, 2) + '\n');
-    console.log(`\nfigures as JSON: ${resultsPath}`);
+    const settings = { seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, concurrency: CONCURRENCY, poolSize: POOL_SIZE, collectorNodeFlags: collectorNodeFlags() };
+    writeFigures('ingest', 'BENCH_RESULTS', settings, { payload, scenarios: results, codec: { ...codec, otherCpuPercent: codecOtherCpu } });
   } finally {
     await grpcSink.stop();
     rmSync(tmp, { recursive: true, force: true });

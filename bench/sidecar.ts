@@ -38,7 +38,7 @@ import type { Span } from '../src/otlp/types.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
-import { fixed, formatTable, noteNoise } from './report.ts';
+import { fixed, formatTable, noteNoise, writeFigures } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 import { runMain } from './main.ts';
 
@@ -235,9 +235,7 @@ async function main(): Promise<void> {
     console.log(`the gateway costs ${(gateway.cpuMsPer1kSpans / sidecar.cpuMsPer1kSpans).toFixed(1)}× the sidecar's CPU per span (sidecar as deployed); CPU from /proc over the window, all the collector's threads`);
     noteNoise(results.map((r) => r.otherCpuPercent), 'a window');
     if (results.some((r) => r.exportedSpansPerSecond < RATE * 0.9)) console.log('note: a config exported less than 90% of the offered rate: it could not keep up, and its figure is not at the offered load');
-    const path = resolve(process.env.BENCH_RESULTS_SIDECAR ?? join(tmpdir(), `agentsec-bench-sidecar-${new Date().toISOString().replace(/[:.]/g, '-')}.json`));
-    writeFileSync(path, JSON.stringify({ date: new Date().toISOString(), settings: { rate: RATE, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, templateTasks: TEMPLATE_TASKS, node: process.version, cores: cpus().length }, results }, null, 2) + '\n');
-    console.log(`\nsidecar figures as JSON: ${path}`);
+    writeFigures('sidecar', 'BENCH_RESULTS_SIDECAR', { rate: RATE, seconds: SECONDS, warmupSeconds: WARMUP_SECONDS, templateTasks: TEMPLATE_TASKS }, { results });
   } finally {
     await sink.stop();
     rmSync(tmp, { recursive: true, force: true });
