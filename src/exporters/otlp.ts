@@ -9,7 +9,7 @@ import { duration } from '../config/units.ts';
 import { createExporter, RetryConfig, SendingQueueConfig } from '../pipeline/exporter-helper.ts';
 import { grpcTransport } from './otlp-grpc.ts';
 import { httpTransport } from './otlp-http.ts';
-import { loadTls, type OtlpTarget, type OtlpTransport } from './otlp-transport.ts';
+import { loadTls, type OtlpTransport } from './otlp-transport.ts';
 
 const TlsConfig = z.strictObject({
   /** Plaintext to a gRPC endpoint given without scheme; otherwise the scheme decides. */

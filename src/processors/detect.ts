@@ -16,7 +16,7 @@ import type { ConsumeContext, Host, Processor, ProcessorFactory, Settings, Trace
 import type { KeyValue, ResourceSpans, Span, TraceBatch } from '../otlp/types.ts';
 import { SpanKind, StatusCode } from '../otlp/types.ts';
 import { spanNodes, spanViews } from '../agent/annotations.ts';
-import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
+import type { TraceGraph } from '../tracegraph/trace.ts';
 import { DETECTORS } from '../detect/detectors/index.ts';
 import { DETECTOR_STATE_BYTES, LabeledSpan, type AddedSpan, type Detector, type DetectorTrace, type FindingDraft } from '../detect/detector.ts';
 import { findingId, OWASP, severityRank, type Finding, type FindingKind } from '../detect/finding.ts';

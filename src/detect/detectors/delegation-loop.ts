@@ -47,7 +47,7 @@ const HANDS_OVER = new Set(['handoff', 'transfer']);
 export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
   kind: 'delegation_loop',
   config: DelegationLoopConfig,
-  create(cfg, ctx) {
+  create(cfg) {
     const states = new TraceStates<LoopState>();
     return {
       kind: 'delegation_loop',

@@ -20,7 +20,7 @@
 // takes it.
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
-import type { AgentNode, SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
+import type { SpanNode, TraceGraph } from '../../tracegraph/trace.ts';
 import type { DetectorDefinition, FindingDraft, Waiting } from '../detector.ts';
 import { advanceClock, agentChain, hopsOf, settle, TraceStates, type Finality } from '../detector.ts';
 import type { Severity } from '../finding.ts';
@@ -120,7 +120,7 @@ const MAX_LINKED = 100;
 export const toolLoop: DetectorDefinition<typeof ToolLoopConfig> = {
   kind: 'tool_loop',
   config: ToolLoopConfig,
-  create(cfg, ctx) {
+  create(cfg) {
     const states = new TraceStates<LoopState>();
     const high = cfg.max_repeats * 4;
     const perGroup = Math.max(64, cfg.max_repeats * 8);

@@ -11,9 +11,8 @@
 // installed. The spans are serialised to OTLP/protobuf with the official otlp-transformer and
 // run through the agent pipeline in-process (normalize → tracegraph → detect → enrich): the
 // in-process collector of test/helpers/agent-collector.ts has no detect in its pipeline list.
-import { SpanKind, context, propagation, trace } from '@opentelemetry/api';
+import { SpanKind, trace } from '@opentelemetry/api';
 import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
-import { NodeSDK } from '@opentelemetry/sdk-node';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace';
 import { generateText, stepCountIs, tool } from 'ai-v6';
 import { MockLanguageModelV3 } from 'ai-v6/test';

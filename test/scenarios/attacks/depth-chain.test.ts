@@ -17,8 +17,7 @@ import { MockLanguageModelV4 } from 'ai/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
-import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
-import type { Finding } from '../../../src/detect/finding.ts';
+import { detectHarness, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import { describeSpans, textStep, toolCallStep } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
 const POLICY = `

@@ -20,8 +20,7 @@ import { MockLanguageModelV3 } from 'ai-v6/test';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { startRecordingSdk, stopRecordingSdk } from '../../helpers/sdk-spans.ts';
-import { detectHarness, type SpanSpec, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
-import type { Finding } from '../../../src/detect/finding.ts';
+import { detectHarness, specsFromSdk, comparableFindings } from '../../helpers/detect-harness.ts';
 import { describeSpans, textStep, toolCallStep, lastToolOutput, round, type Prompt } from '../instrumentation/fixtures/ai-sdk-tracing.ts';
 
 const POLICY = readFileSync(new URL('../../../config/policies/demo.yaml', import.meta.url), 'utf8');
