@@ -1,7 +1,7 @@
 // One measured load window: forks bench/load.ts against a target and samples CPU from /proc
 // over exactly the window it reports (the collector, the load process, this process and the
-// whole machine), so "other processes" can be told apart from the measured ones. The same
-// steps as runLoad in bench/run.ts, minus its gRPC sink; run.ts could share this.
+// whole machine), so "other processes" can be told apart from the measured ones. "bench" is
+// this process: where bench/run.ts's gRPC sink runs.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -55,6 +55,7 @@ export async function runLoadWindow(o: LoadWindowOptions): Promise<LoadWindow> {
       void exited.then((code) => reject(new Error(`the load process exited (code ${code}) before its measured window ended`)));
     });
   } finally {
+    // It stops by itself once its in-flight requests are answered; a stuck one is killed.
     if ((await Promise.race([exited, sleep(LOAD_EXIT_TIMEOUT_MS, 'timeout' as const)])) === 'timeout') child.kill('SIGKILL');
   }
 }

@@ -11,16 +11,13 @@
 //   BENCH_RESULTS           where to write the JSON figures (default: a file in the OS temp dir)
 //   BENCH_OTLP_COMPRESSION, BENCH_OTLP_NUM_CONSUMERS   the otlp exporter's compression (gzip) and
 //                           sending_queue.num_consumers (4) in the "bare" scenario (bench/forward-exporter-only.yaml)
-import { fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeTraceProtobuf } from '../src/otlp/decode.ts';
 import { runCodecBench } from './codec.ts';
 import { startCollector, stopMeasured } from './collector-process.ts';
-import type { LoadMessage, LoadResult } from './load.ts';
+import { runLoadWindow, type LoadWindow } from './load-window.ts';
 import { buildRequestPool, SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
 import { codecTable, noteNoise, pipelineRatios, scenarioTable, staticVersusReflection, writeFigures, type ScenarioResult } from './report.ts';
@@ -34,9 +31,7 @@ const CONCURRENCY = envNumber('BENCH_CONCURRENCY', 8);
 const WARMUP_SECONDS = 2;
 const POOL_SIZE = 64;
 const CODEC_SECONDS = 1;
-const LOAD_EXIT_TIMEOUT_MS = 10_000;
 /** Other processes' CPU in a window above which the figures are flagged as disturbed. */
-const LOAD_SCRIPT = fileURLToPath(new URL('./load.ts', import.meta.url));
 
 interface Sink {
   name: string;
@@ -125,9 +120,21 @@ async function runScenario(sink: Sink, transport: 'http' | 'grpc', grpcSink: Grp
     ],
   });
   let window: LoadWindow;
+  let sinkSpans = 0;
   let refusedFor: string[] = [];
   try {
-    window = await runLoad(transport, collector.endpoints[transport], poolFile, collector.pid, grpcSink);
+    let sinkSpansAtStart = 0;
+    window = await runLoadWindow({
+      transport,
+      target: collector.endpoints[transport],
+      poolFile,
+      collectorPid: collector.pid,
+      seconds: SECONDS,
+      warmupSeconds: WARMUP_SECONDS,
+      concurrency: CONCURRENCY,
+      onWindowStart: () => void (sinkSpansAtStart = grpcSink.spans()),
+    });
+    sinkSpans = grpcSink.spans() - sinkSpansAtStart;
     if (window.load.refusals > 0) refusedFor = refusalReasons(await scrapeMetrics(collector.adminUrl));
   } catch (err) {
     await collector.stop();
@@ -149,52 +156,12 @@ async function runScenario(sink: Sink, transport: 'http' | 'grpc', grpcSink: Grp
     refusedFor,
     errors: load.errors,
     firstError: load.firstError,
-    exportedSpansPerSecond: sink.forwardsToGrpcSink ? window.sinkSpans / load.seconds : undefined,
+    exportedSpansPerSecond: sink.forwardsToGrpcSink ? sinkSpans / load.seconds : undefined,
     loadCpuPercent: cpu.load,
     sinkCpuPercent: sink.forwardsToGrpcSink ? cpu.bench : undefined,
-    otherCpuPercent: Math.max(0, cpu.machine - cpu.collector - cpu.load - cpu.bench),
+    otherCpuPercent: cpu.other,
     collectorExitCode: exitCode,
   };
-}
-
-interface LoadWindow {
-  load: LoadResult;
-  /** % of one core over the measured window: this process is the bench itself, where the gRPC sink runs. */
-  cpu: { collector: number; load: number; bench: number; machine: number };
-  /** Spans the gRPC sink received during the window. */
-  sinkSpans: number;
-}
-
-/** Runs one load process against `target` and samples CPU use over its measured window. */
-async function runLoad(transport: 'http' | 'grpc', target: string, poolFile: string, collectorPid: number, grpcSink: GrpcSink): Promise<LoadWindow> {
-  const args = ['--transport', transport, '--target', target, '--pool', poolFile, '--seconds', String(SECONDS), '--warmup', String(WARMUP_SECONDS), '--concurrency', String(CONCURRENCY)];
-  const child = fork(LOAD_SCRIPT, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const meters = {
-    collector: new CpuMeter(() => cpuSeconds(collectorPid)),
-    load: new CpuMeter(() => cpuSeconds(child.pid!)),
-    bench: new CpuMeter(() => cpuSeconds(process.pid)),
-    machine: new CpuMeter(machineBusySeconds),
-  };
-  let sinkSpansAtStart = 0;
-  try {
-    return await new Promise<LoadWindow>((resolve, reject) => {
-      child.on('message', (message: LoadMessage) => {
-        if (message.type === 'window-start') {
-          for (const meter of Object.values(meters)) meter.start();
-          sinkSpansAtStart = grpcSink.spans();
-          return;
-        }
-        const cpu = { collector: 0, load: 0, bench: 0, machine: 0 };
-        for (const key of Object.keys(meters) as (keyof typeof meters)[]) cpu[key] = meters[key].percentSinceStart();
-        resolve({ load: message.result, cpu, sinkSpans: grpcSink.spans() - sinkSpansAtStart });
-      });
-      void exited.then((code) => reject(new Error(`the load process exited (code ${code}) before its measured window ended`)));
-    });
-  } finally {
-    // It stops by itself once its in-flight requests are answered; a stuck one is killed.
-    if ((await Promise.race([exited, sleep(LOAD_EXIT_TIMEOUT_MS, 'timeout' as const)])) === 'timeout') child.kill('SIGKILL');
-  }
 }
 
 /** Runs `fn` in this process, noting how much CPU other processes used meanwhile (% of a core). */
