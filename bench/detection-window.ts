@@ -1,20 +1,68 @@
 // One measured window of bench/detection-load.ts at full speed against a collector child: the
 // load forked in its own process, CPU read from /proc for each named process and for the whole
 // machine over exactly the window the load reports, and the collector's /metrics scraped as the
-// window starts and ends. Shared by bench/detection.ts and bench/baselines.ts.
+// window starts and ends. Shared by bench/detection.ts and bench/baselines.ts; pacedLoad is the
+// same load at a fixed rate, for bench/detection.ts's latency run and bench/sidecar.ts.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { CollectorProcess } from './collector-process.ts';
-import type { DetectionLoadMessage } from './detection-load.ts';
+import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
 import type { LoadResult } from './load.ts';
 import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
 import { scrapeMetrics } from './prom.ts';
 
 const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url));
 
-export function forkLoad(args: string[]): { child: ChildProcess; exited: Promise<number | null> } {
+function forkLoad(args: string[]): { child: ChildProcess; exited: Promise<number | null> } {
   const child = fork(LOAD_SCRIPT, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
+}
+
+export interface PacedLoadOptions {
+  target: string;
+  pool: string;
+  offsets: string;
+  /** Spans per second requested. */
+  rate: number;
+  /** How long it may run at most (it runs until stop()). */
+  seconds: number;
+  /** Outstanding requests allowed before a due one is skipped (and counted). */
+  concurrency: number;
+}
+
+export interface PacedLoad {
+  child: ChildProcess;
+  /** Resolves once the load is sending; rejects if it exits before. */
+  started: Promise<void>;
+  /** Asks it to stop, and resolves with what it did once it reports. */
+  stop(): Promise<PacedResult>;
+}
+
+/** Starts bench/detection-load.ts in paced mode against an OTLP/HTTP endpoint. */
+export function pacedLoad(o: PacedLoadOptions): PacedLoad {
+  const { child, exited } = forkLoad([
+    '--mode', 'paced', '--target', o.target, '--pool', o.pool, '--offsets', o.offsets,
+    '--rate', String(Math.round(o.rate)), '--seconds', String(o.seconds), '--concurrency', String(o.concurrency),
+  ]);
+  const result = new Promise<PacedResult>((resolve, reject) => {
+    child.on('message', (m: DetectionLoadMessage) => m.type === 'paced-result' && resolve(m.result));
+    void exited.then((code) => reject(new Error(`the paced load exited (code ${code}) without a result`)));
+  });
+  result.catch(() => undefined); // seen by stop(), or not wanted after a failure
+  const started = new Promise<void>((resolve, reject) => {
+    child.on('message', (m: DetectionLoadMessage) => m.type === 'started' && resolve());
+    void exited.then((code) => reject(new Error(`the paced load exited (code ${code}) before it started`)));
+  });
+  return {
+    child,
+    started,
+    async stop() {
+      child.send({ type: 'stop' });
+      const done = await result;
+      await exited;
+      return done;
+    },
+  };
 }
 
 export type CpuShares = Record<string, number> & { machine: number; other: number };

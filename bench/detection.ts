@@ -33,8 +33,8 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startCollector, stopMeasured, type CollectorProcess } from './collector-process.ts';
-import { cpuMeters, forkLoad, maxLoadWindow } from './detection-window.ts';
-import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
+import { cpuMeters, maxLoadWindow, pacedLoad } from './detection-window.ts';
+import type { PacedResult } from './detection-load.ts';
 import { buildBenignTemplate, demoCast, exfiltrationTrace, idOffsets, type AttackTrace, type LastSpan } from './detection-payload.ts';
 import { SPANS_PER_REQUEST, writePoolFile } from './payload.ts';
 import { byLabel, metricValues, refusalReasons, scrapeMetrics, sentSpans, sum } from './prom.ts';
@@ -302,20 +302,9 @@ async function latencyRun(files: Files, tmp: string, benignRate: number): Promis
   }
   const api = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const sender = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const { child, exited } = forkLoad([
-    '--mode', 'paced', '--target', collector.endpoints.http, '--pool', files.pool, '--offsets', files.offsets,
-    '--rate', String(Math.round(benignRate)), '--seconds', '120', '--concurrency', '16',
-  ]);
+  const load = pacedLoad({ target: collector.endpoints.http, pool: files.pool, offsets: files.offsets, rate: benignRate, seconds: 120, concurrency: 16 });
   const results: AttackResult[] = [];
-  let paced: PacedResult | undefined;
-  const pacedDone = new Promise<PacedResult>((resolve, reject) => {
-    child.on('message', (m: DetectionLoadMessage) => {
-      if (m.type === 'paced-result') resolve(m.result);
-    });
-    void exited.then((code) => reject(new Error(`the paced load exited (code ${code}) without a result`)));
-  });
-  pacedDone.catch(() => undefined);
-  const meters = cpuMeters({ collector: collector.pid, load: child.pid!, bench: process.pid });
+  const meters = cpuMeters({ collector: collector.pid, load: load.child.pid!, bench: process.pid });
   // The findings file and spans.jsonl, tailed from their current end: the first sighting of each
   // attack trace's finding (its trace id in a finding line; a span named agentsec.finding in it).
   const sinkSeen = new Map<string, number>();
@@ -341,10 +330,7 @@ async function latencyRun(files: Files, tmp: string, benignRate: number): Promis
   }, POLL_MS);
   const t0s = new Map<string, number>();
   try {
-    await new Promise<void>((resolve, reject) => {
-      child.on('message', (m: DetectionLoadMessage) => m.type === 'started' && resolve());
-      void exited.then((code) => reject(new Error(`the paced load exited (code ${code}) before it started`)));
-    });
+    await load.started;
     await sleep(LATENCY_WARMUP_MS);
     meters.start();
     for (const attack of plan) {
@@ -386,14 +372,13 @@ async function latencyRun(files: Files, tmp: string, benignRate: number): Promis
     while (performance.now() < deadline && results.some((r) => !r.firedEarly && !spanSeen.has(r.traceId))) await sleep(POLL_MS);
   } catch (err) {
     clearInterval(tick);
-    child.kill('SIGKILL');
+    load.child.kill('SIGKILL');
     await collector.stop();
     throw err;
   }
   clearInterval(tick);
-  child.send({ type: 'stop' });
   const cpu = meters.read();
-  paced = await pacedDone;
+  const paced = await load.stop();
   for (const r of results) {
     const t0 = t0s.get(r.traceId)!;
     r.sinkMs = sinkSeen.has(r.traceId) ? sinkSeen.get(r.traceId)! - t0 : NaN;
@@ -406,7 +391,6 @@ async function latencyRun(files: Files, tmp: string, benignRate: number): Promis
   findingsTail.close();
   const spansFileMiBScanned = spansTail.bytesRead / 1024 / 1024;
   spansTail.close();
-  await exited;
   const { peakRssMiB, exitCode } = await stopMeasured(collector, id).then(({ peakRssBytes, exitCode }) => ({ peakRssMiB: peakRssBytes / 1024 / 1024, exitCode }));
   const attackTraces = new Set(plan.map((a) => a.traceId));
   return {

@@ -20,7 +20,7 @@
 //   BENCH_NODE_FLAGS               node flags for the npm-start rows (default: those of package.json's "start")
 //   BENCH_CPU_PROF                 a directory: profile each collector (--cpu-prof) and print its top functions
 //   BENCH_RESULTS_SIDECAR          where to write the JSON figures (default: a file in the OS temp dir)
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAllDocuments } from 'yaml';
 import { startCollector, stopMeasured } from './collector-process.ts';
-import type { DetectionLoadMessage, PacedResult } from './detection-load.ts';
+import { cpuMeters, pacedLoad } from './detection-window.ts';
 import { buildBenignTemplate, encodeRequest, idOffsets } from './detection-payload.ts';
 import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES } from '../src/agent/credentials.ts';
 import { StringPool } from '../src/agent/values.ts';
@@ -37,7 +37,6 @@ import { decodeTraceProtobuf } from '../src/otlp/decode.ts';
 import type { Span } from '../src/otlp/types.ts';
 import { collectorNodeFlags, envNumber } from './env.ts';
 import { writePoolFile } from './payload.ts';
-import { CpuMeter, cpuSeconds, machineBusySeconds } from './proc-stats.ts';
 import { fixed, formatTable, noteNoise, writeFigures } from './report.ts';
 import { startGrpcSink, type GrpcSink } from './sink.ts';
 import { runMain } from './main.ts';
@@ -50,7 +49,6 @@ const TEMPLATE_TASKS = 100;
 /** Outstanding requests the paced load allows before it skips a due one (counted). */
 const MAX_OUTSTANDING = 32;
 const HMAC_KEY = 'bench-sidecar-hmac-key-0123456789abcdef';
-const LOAD_SCRIPT = fileURLToPath(new URL('./detection-load.ts', import.meta.url));
 const PROFILE_TOP_SCRIPT = fileURLToPath(new URL('./profile-top.ts', import.meta.url));
 const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -122,37 +120,20 @@ async function measure(mode: Mode, sink: GrpcSink, files: PoolFiles, tmp: string
     logPath: join(tmp, `collector-${id}.log`),
     nodeFlags: [...mode.nodeFlags, ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=collector-sidecar-bench-${id}.cpuprofile`] : [])],
   });
-  const child = fork(
-    LOAD_SCRIPT,
-    ['--mode', 'paced', '--target', collector.endpoints.http, '--pool', files.pool, '--offsets', files.offsets, '--rate', String(RATE), '--seconds', String(WARMUP_SECONDS + SECONDS + 60), '--concurrency', String(MAX_OUTSTANDING)],
-    { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-  );
-  const exited = new Promise<number | null>((done) => child.once('exit', (code) => done(code)));
-  const result = new Promise<PacedResult>((done, fail) => {
-    child.on('message', (m: DetectionLoadMessage) => m.type === 'paced-result' && done(m.result));
-    void exited.then((code) => fail(new Error(`the paced load exited (code ${code}) without a result`)));
-  });
-  result.catch(() => undefined);
+  const load = pacedLoad({ target: collector.endpoints.http, pool: files.pool, offsets: files.offsets, rate: RATE, seconds: WARMUP_SECONDS + SECONDS + 60, concurrency: MAX_OUTSTANDING });
   try {
-    await new Promise<void>((done, fail) => {
-      child.on('message', (m: DetectionLoadMessage) => m.type === 'started' && done());
-      void exited.then((code) => fail(new Error(`the paced load exited (code ${code}) before it started`)));
-    });
+    await load.started;
     await sleep(WARMUP_SECONDS * 1000);
-    const meters = { collector: new CpuMeter(() => cpuSeconds(collector.pid)), load: new CpuMeter(() => cpuSeconds(child.pid!)), bench: new CpuMeter(() => cpuSeconds(process.pid)), machine: new CpuMeter(machineBusySeconds) };
-    for (const m of Object.values(meters)) m.start();
+    const meters = cpuMeters({ collector: collector.pid, load: load.child.pid!, bench: process.pid });
+    meters.start();
     const spans0 = sink.spans();
     const t0 = performance.now();
     await sleep(SECONDS * 1000);
-    const cpu = Object.fromEntries(Object.entries(meters).map(([k, m]) => [k, m.percentSinceStart()])) as Record<keyof typeof meters, number>;
+    const cpu = meters.read();
     const window = (performance.now() - t0) / 1000;
     const exported = sink.spans() - spans0;
-    child.send({ type: 'stop' });
-    const paced = await result;
-    await exited;
-    const stopped = await stopMeasured(collector, mode.name);
-    const peakRssMiB = stopped.peakRssBytes / 1024 / 1024;
-    const exitCode = stopped.exitCode;
+    const paced = await load.stop();
+    const { peakRssBytes, exitCode } = await stopMeasured(collector, mode.name);
     if (profileDir) {
       const profile = join(profileDir, `collector-sidecar-bench-${id}.cpuprofile`);
       console.log(`\nCPU profile of the ${mode.name} collector (${profile}):\n${execFileSync(process.execPath, [PROFILE_TOP_SCRIPT, profile, '15'], { cwd: REPO_DIR, encoding: 'utf8' }).trimEnd()}`);
@@ -166,16 +147,16 @@ async function measure(mode: Mode, sink: GrpcSink, files: PoolFiles, tmp: string
       exportedSpansPerSecond: exported / window,
       collectorCpuPercent: cpu.collector,
       cpuMsPer1kSpans: cpuMs / (exported / 1000),
-      peakRssMiB,
+      peakRssMiB: peakRssBytes / 1024 / 1024,
       refusals: paced.refusals,
       skippedRequests: paced.skippedRequests,
       errors: paced.errors,
       loadCpuPercent: cpu.load,
-      otherCpuPercent: Math.max(0, cpu.machine - cpu.collector - cpu.load - cpu.bench),
+      otherCpuPercent: cpu.other,
       collectorExitCode: exitCode,
     };
   } catch (err) {
-    child.kill('SIGKILL');
+    load.child.kill('SIGKILL');
     await collector.stop();
     throw err;
   }
