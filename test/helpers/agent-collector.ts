@@ -5,10 +5,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from './fake-backend.ts';
 import { adminGet, startCollector, type TestCollector } from './collector.ts';
-import { plainSpans, type PlainSpan } from './plain-spans.ts';
+import type { PlainSpan } from './plain-spans.ts';
 import { eventually } from './wait.ts';
 
 /** GET /api/traces/{traceId}/graph */
@@ -93,7 +92,7 @@ service:
   const graph = (traceId: string) => adminGet<TraceGraphJson>(collector.adminUrl, `/api/traces/${traceId}/graph`);
   async function exported(n: number, timeoutMs = 15_000): Promise<PlainSpan[]> {
     await backend.waitForDelivered(n, timeoutMs);
-    return plainSpans(backend.requests.filter((r) => r.answer.kind === 'success').map((r) => ({ resourceSpans: decodeAll(r.body) })));
+    return backend.plainSpans('delivered');
   }
   return {
     collector,
@@ -113,8 +112,4 @@ service:
       await backend.close();
     },
   };
-}
-
-function decodeAll(body: Buffer) {
-  return decodeTraceProtobuf(body).batch.resourceSpans;
 }

@@ -17,7 +17,8 @@ import { gunzipSync } from 'node:zlib';
 import { decodeTraceJson, decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { ExportTraceServiceResponse } from '../../src/otlp/proto.ts';
 import { encodeRpcStatusJson, encodeRpcStatusProtobuf, GrpcCode, type ErrorStatus } from '../../src/otlp/status.ts';
-import type { Span } from '../../src/otlp/types.ts';
+import type { ResourceSpans, Span } from '../../src/otlp/types.ts';
+import { plainSpans, type PlainSpan } from './plain-spans.ts';
 
 export type Outcome =
   /** 200 / OK, with partial success when rejectedSpans or errorMessage is set. */
@@ -36,6 +37,8 @@ export interface ReceivedRequest {
   /** The payload as it arrived, decompressed: protobuf bytes, or OTLP/JSON text when `json`. */
   body: Buffer;
   json: boolean;
+  /** The request decoded, and its spans. */
+  resourceSpans: ResourceSpans[];
   spans: Span[];
   answer: Outcome;
 }
@@ -113,6 +116,11 @@ export class FakeBackend {
     return this.requests.filter((r) => r.answer.kind === 'success').flatMap((r) => r.spans);
   }
 
+  /** Every span received (`delivered`: of requests answered with success only), as plain data with its resource and scope. */
+  plainSpans(which: 'received' | 'delivered' = 'received'): PlainSpan[] {
+    return plainSpans(which === 'delivered' ? this.requests.filter((r) => r.answer.kind === 'success') : this.requests);
+  }
+
   async waitForDelivered(spans: number, timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.delivered().length < spans) {
@@ -159,9 +167,9 @@ export class FakeBackend {
     const compressed = req.headers['content-encoding'] === 'gzip';
     const json = req.headers['content-type'] === 'application/json';
     const raw = compressed ? gunzipSync(body) : body;
-    const spans = spansOf(json ? decodeTraceJson(raw) : decodeTraceProtobuf(raw));
+    const { resourceSpans } = (json ? decodeTraceJson(raw) : decodeTraceProtobuf(raw)).batch;
     const answer = this.#nextAnswer();
-    this.requests.push({ transport: 'http', at: Date.now(), path: req.url ?? '', headers: req.headers, compressed, body: raw, json, spans, answer });
+    this.requests.push({ transport: 'http', at: Date.now(), path: req.url ?? '', headers: req.headers, compressed, body: raw, json, resourceSpans, spans: spansOf(resourceSpans), answer });
     res.setHeader('content-type', json ? 'application/json' : 'application/x-protobuf');
     if (answer.kind === 'success') {
       res.end(json ? JSON.stringify(responseFields(answer)) : encodeResponse(answer));
@@ -180,9 +188,9 @@ export class FakeBackend {
     const message = body.subarray(5, 5 + body.readUInt32BE(1));
     if (compressed && headers['grpc-encoding'] !== 'gzip') throw new Error(`fake backend: compressed message with grpc-encoding ${headers['grpc-encoding']}`);
     const raw = compressed ? gunzipSync(message) : message;
-    const spans = spansOf(decodeTraceProtobuf(raw));
+    const { resourceSpans } = decodeTraceProtobuf(raw).batch;
     const answer = this.#nextAnswer();
-    this.requests.push({ transport: 'grpc', at: Date.now(), path: headers[':path'] ?? '', headers, compressed, body: raw, json: false, spans, answer });
+    this.requests.push({ transport: 'grpc', at: Date.now(), path: headers[':path'] ?? '', headers, compressed, body: raw, json: false, resourceSpans, spans: spansOf(resourceSpans), answer });
     if (answer.kind === 'success') {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
@@ -206,8 +214,8 @@ export class FakeBackend {
   }
 }
 
-function spansOf(decoded: ReturnType<typeof decodeTraceProtobuf>): Span[] {
-  return decoded.batch.resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
+function spansOf(resourceSpans: ResourceSpans[]): Span[] {
+  return resourceSpans.flatMap((rs) => rs.scopeSpans.flatMap((ss) => ss.spans));
 }
 
 function responseFields(answer: Extract<Outcome, { kind: 'success' }>): Record<string, unknown> {

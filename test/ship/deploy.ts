@@ -169,6 +169,14 @@ export function manifest(all: Manifest[], kind: string, name: string): Manifest 
 export type Container = { name: string; image: string; args?: string[]; command?: string[]; env?: any[]; ports?: { name?: string; containerPort: number }[]; resources?: any; volumeMounts?: { name: string; mountPath: string }[]; restartPolicy?: string; startupProbe?: any; readinessProbe?: any; livenessProbe?: any; lifecycle?: any; securityContext?: any };
 
 /** Every container of a workload's pod template, init containers first. */
+/**
+ * The argv a Kubernetes container runs, here (without the image's init): the container's command
+ * replaces ENTRYPOINT and its args replace CMD; a command without args drops CMD.
+ */
+export function k8sArgv(img: Image, c: Container): string[] {
+  return [...withoutInit(c.command ?? img.entrypoint).command, ...(c.args ?? (c.command ? [] : img.cmd))];
+}
+
 export function podContainers(m: Manifest): Container[] {
   const pod = m.spec.template.spec;
   return [...(pod.initContainers ?? []), ...(pod.containers ?? [])];

@@ -12,7 +12,7 @@ import { resolveConfig, type ResolvedConfig } from '../../src/config/schema.ts';
 import { components } from '../../src/components.ts';
 import { memoryLimits, type MemoryLimiterConfig } from '../../src/processors/memory-limiter.ts';
 import type { BaselinesConfig } from '../../src/baseline/config.ts';
-import { configMapMounts, heapLimitBytes, type PathMap, hostOf, image, k8sEnv, k8sManifests, manifest, podContainers, portOf, quantityBytes, REPO, yamlFile, type Container, type Manifest } from './deploy.ts';
+import { configMapMounts, heapLimitBytes, k8sArgv, type PathMap, hostOf, image, k8sEnv, k8sManifests, manifest, podContainers, portOf, quantityBytes, REPO, yamlFile, type Container, type Manifest } from './deploy.ts';
 
 const img = image();
 const all = k8sManifests();
@@ -33,8 +33,7 @@ function load(workload: Manifest, container: Container): Ours {
   const ns = workload.metadata.namespace!;
   const paths = configMapMounts(all, workload, container).add(img.workdir, REPO);
   const env = paths.mapEnv({ ...img.env, ...k8sEnv(all, ns, container.env) });
-  // Kubernetes: command replaces ENTRYPOINT, args replaces CMD.
-  const args = container.args ?? img.cmd;
+  const args = k8sArgv(img, container);
   const flag = args.find((a) => a.startsWith('--config'));
   const source = flag ? paths.map(flag.includes('=') ? flag.slice('--config='.length) : args[args.indexOf(flag) + 1]!) : defaultConfigSource(env);
   // Paths in the config (e.g. detect.policy) are container paths too.

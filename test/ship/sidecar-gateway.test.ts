@@ -22,11 +22,9 @@ import { AgentCast, makeCredentials, Rng, spanCount, type PlannedSpan, type Task
 import { ATTACKS } from '../../demo/scenarios.ts';
 import { CredentialReader } from '../../src/agent/credentials.ts';
 import type { Finding } from '../../src/detect/finding.ts';
-import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
-import { plainSpans } from '../helpers/plain-spans.ts';
 import { redisUnavailable, startRedis, type TestRedis } from '../helpers/redis.ts';
-import { configMapMounts, localPorts, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { configMapMounts, k8sArgv, localPorts, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
 import { eventually } from '../helpers/wait.ts';
 
 const img = image();
@@ -119,7 +117,7 @@ async function k8sGateway(redis: TestRedis | undefined): Promise<Collector & { h
   const backend = await FakeBackend.start();
   const p = await localPorts();
   const env: Record<string, string> = { ...img.env, ...paths.mapEnv(k8sEnv(all, workload.metadata.namespace!, container.env)), AGENTSEC_OTLP_ENDPOINT: `http://${backend.grpcAddress}`, ...p.env };
-  const command = [...withoutInit(img.entrypoint).command, ...(container.args ?? img.cmd).map((a) => paths.map(a))];
+  const command = k8sArgv(img, container).map((a) => paths.map(a));
   const admin = `http://127.0.0.1:${p.admin}`;
   return { run: await runCommand(command, env, admin), admin, http: `http://127.0.0.1:${p.http}`, grpcPort: p.grpc, backend, hmacKey: env.AGENTSEC_HMAC_KEY! };
 }
@@ -138,7 +136,7 @@ async function sidecar(gateway: string): Promise<{ run: Running; http: string }>
     AGENTSEC_DATA_DIR: mkdtempSync(join(tmpdir(), 'agentsec-sidecar-')),
   };
   expect(env.AGENTSEC_MODE).toBe('sidecar');
-  const command = [...withoutInit(img.entrypoint).command, ...(container.args ?? img.cmd)];
+  const command = k8sArgv(img, container);
   return { run: await runCommand(command, env, `http://127.0.0.1:${p.admin}`), http: `http://127.0.0.1:${p.http}` };
 }
 
@@ -163,7 +161,7 @@ function forwardingFinding(c: Collector, traceId: string): Promise<Finding> {
 
 /** Every span of a trace the backend received, as plain data. */
 function exported(backend: FakeBackend, traceId: string) {
-  return plainSpans(backend.requests.map((r) => ({ resourceSpans: decodeTraceProtobuf(r.body).batch.resourceSpans }))).filter((s) => s.traceId === traceId);
+  return backend.plainSpans().filter((s) => s.traceId === traceId);
 }
 
 /** Sends a plan through a cast of agents and returns its trace id. */

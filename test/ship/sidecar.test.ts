@@ -17,11 +17,9 @@ import { BatchSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify as toYaml } from 'yaml';
 import { CredentialReader } from '../../src/agent/credentials.ts';
-import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { FakeBackend } from '../helpers/fake-backend.ts';
-import { plainSpans } from '../helpers/plain-spans.ts';
 import { eventually } from '../helpers/wait.ts';
-import { localPorts, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
+import { k8sArgv, localPorts, image, k8sEnv, k8sManifests, manifest, podContainers, REPO, runCommand, terminate, withoutInit, type Running } from './deploy.ts';
 
 const img = image();
 const all = k8sManifests();
@@ -56,7 +54,7 @@ async function sendWithCredentials(httpEndpoint: string): Promise<string> {
 /** What reached the gateway: every byte of every request (decompressed), and the spans. */
 function forwarded(gateway: FakeBackend) {
   const bytes = Buffer.concat(gateway.requests.map((r) => r.body));
-  const spans = plainSpans(gateway.requests.map((r) => ({ resourceSpans: decodeTraceProtobuf(r.body).batch.resourceSpans })));
+  const spans = gateway.plainSpans();
   return { bytes, spans };
 }
 
@@ -113,7 +111,7 @@ describe('sidecar mode', () => {
     const env = { ...img.env, ...k8sEnv(all, agent.metadata.namespace!, container.env) };
     expect(env.AGENTSEC_MODE).toBe('sidecar');
     const { overrides, adminUrl, httpEndpoint } = await local();
-    const command = [...withoutInit(img.entrypoint).command, ...(container.args ?? img.cmd)];
+    const command = k8sArgv(img, container);
     sidecar = await runCommand(command, { ...env, ...overrides }, adminUrl);
     // The line is logged once the service has started, which /readyz may answer before.
     const logLines = () => sidecar!.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; config?: string });

@@ -35,10 +35,9 @@ import { createTool } from '@mastra/core/tools';
 import { Observability } from '@mastra/observability';
 import { OtelExporter } from '@mastra/otel-exporter';
 import { z } from 'zod';
-import { decodeTraceProtobuf } from '../../../src/otlp/decode.ts';
 import { startAgentCollector, type AgentCollector } from '../../helpers/agent-collector.ts';
 import { FakeBackend } from '../../helpers/fake-backend.ts';
-import { plainSpans, type PlainSpan } from '../../helpers/plain-spans.ts';
+import type { PlainSpan } from '../../helpers/plain-spans.ts';
 import { scriptedModel } from './fixtures/mastra-scripted-model.ts';
 
 // @mastra/core reports feature usage to PostHog (us.posthog.com) unless this is set; read at call time.
@@ -123,7 +122,7 @@ describe('Mastra supervisor with a sub-agent', () => {
     expect(traceId).toMatch(/^[0-9a-f]{32}$/);
     await mastra.shutdown(); // flushes the exporters
     mastra = undefined;
-    spans = plainSpans(wire.requests.map((r) => ({ resourceSpans: decodeTraceProtobuf(r.body).batch.resourceSpans }))).filter((s) => s.traceId === traceId);
+    spans = wire.plainSpans().filter((s) => s.traceId === traceId);
   });
 
   test('Mastra emits the sub-agent as a tool call whose child is the sub-agent run', () => {
