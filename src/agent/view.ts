@@ -1,9 +1,9 @@
 // The canonical agent view of a span (DESIGN §3): every instrumentation dialect resolved
 // into one fixed-shape record in a single pass over the attributes. The view holds only what
 // the span itself says; identity inherited down the tree is resolved by the trace graph.
-import type { KeyValue, Resource, Span } from '../otlp/types.ts';
+import type { AnyValue, KeyValue, Resource, Span } from '../otlp/types.ts';
 import { SpanKind, StatusCode } from '../otlp/types.ts';
-import { numberOf, stringOf, stringsOf, StringPool, textOf } from './values.ts';
+import { numberOf, stringOf, StringPool, textOf } from './values.ts';
 import { CREDENTIAL_ATTR_KEYS, credentialAttributes, FINGERPRINT_RE, forwardedCredential, type Credential, type CredentialReader } from './credentials.ts';
 
 /** Where an agent's code runs: from resource attributes, shared by every span of a resource. */
@@ -195,8 +195,11 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
         case 'gen_ai.usage.output_tokens': case 'gen_ai.usage.completion_tokens': case 'ai.usage.completionTokens': case 'ai.usage.outputTokens': case 'llm.token_count.completion':
           outputTokens = numberOf(val) ?? outputTokens; break;
       }
-      if (opts.credentialAttributes.has(kv.key)) v.credential ??= readCredential(kv, opts);
-      else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
+      if (opts.credentialAttributes.has(kv.key)) {
+        // Every credential attribute is replaced; the first one read is the span's credential.
+        const c = readCredential(kv, opts);
+        v.credential ??= c;
+      } else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
     }
     if (v.credential || forwarded) v.credential = settleCredential(span, v.credential, forwarded, opts);
   }
@@ -270,17 +273,23 @@ export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | 
   let forwarded = false;
   for (let i = 0; i < attrs.length; i++) {
     const kv = attrs[i]!;
-    if (opts.credentialAttributes.has(kv.key)) first ??= readCredential(kv, opts);
-    else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
+    if (opts.credentialAttributes.has(kv.key)) {
+      const c = readCredential(kv, opts);
+      first ??= c;
+    } else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
   }
   return first || forwarded ? settleCredential(span, first, forwarded, opts) : undefined;
 }
 
-/** Replaces the credentials of one attribute by their fingerprints in place; returns the first. */
+/**
+ * Replaces the credentials of one attribute by their fingerprints in place; returns the first.
+ * Any type of value is a credential here: a string, each item of an array, else the value's text
+ * (bytes as UTF-8, a key-value list as JSON), so that no raw value stays on the span.
+ */
 function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | undefined {
   const value = kv.value;
   if (!value) return undefined;
-  const raw = stringsOf(value);
+  const raw = credentialTexts(value);
   if (raw.length === 0) return undefined;
   let replaced = false;
   const creds = raw.map((r): Credential => {
@@ -290,8 +299,18 @@ function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | u
     return opts.credentials.read(r);
   });
   // Replace in place: the secret never travels further than this function.
-  if (replaced) kv.value = creds.length === 1 && value.stringValue ? { stringValue: creds[0]!.fingerprint } : { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } };
+  if (replaced) kv.value = value.arrayValue ? { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } } : { stringValue: creds[0]!.fingerprint };
   return { ...creds[0]!, attribute: kv.key };
+}
+
+function credentialTexts(value: AnyValue): string[] {
+  const items = value.arrayValue ? (value.arrayValue.values ?? []) : [value];
+  const out: string[] = [];
+  for (const item of items) {
+    const text = item.bytesValue && Object.hasOwn(item, 'bytesValue') ? Buffer.from(item.bytesValue).toString('utf8') : textOf(item);
+    if (text) out.push(text);
+  }
+  return out;
 }
 
 /**

@@ -1,6 +1,6 @@
 // The canonical view of spans from each dialect (genai-attributes.md §3–4), and credentials.
 import { describe, expect, it } from 'vitest';
-import { normalizeSpan, type SpanView } from '../../src/agent/view.ts';
+import { normalizeSpan, redactSpan, type SpanView } from '../../src/agent/view.ts';
 import { StringPool } from '../../src/agent/values.ts';
 import { CredentialReader, jwtClaims, loadHmacKey } from '../../src/agent/credentials.ts';
 import { mkdtempSync, statSync } from 'node:fs';
@@ -48,6 +48,40 @@ describe('credentials', () => {
     const list: KeyValue[] = [{ key: 'http.request.header.authorization', value: { arrayValue: { values: [{ stringValue: 'Bearer one' }, { stringValue: 'Bearer two' }] } } }];
     normalizeSpan({ traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: list }, opts);
     expect(JSON.stringify(list)).not.toMatch(/one|two/);
+  });
+
+  it('replaces every credential attribute of a span, not only the first; the first is the span credential', () => {
+    const both: KeyValue[] = [
+      { key: 'http.request.header.authorization', value: { stringValue: 'Bearer sk-first-AAAA' } },
+      { key: 'ai.request.headers.authorization', value: { stringValue: 'Bearer sk-second-BBBB' } },
+    ];
+    const span: Span = { traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: both };
+    const v = normalizeSpan(span, opts);
+    expect(JSON.stringify(span.attributes)).not.toMatch(/sk-first|sk-second/);
+    expect(v.credential).toMatchObject({ attribute: 'http.request.header.authorization', fingerprint: opts.credentials.fingerprint('sk-first-AAAA') });
+    expect(both[1]!.value).toEqual({ stringValue: opts.credentials.fingerprint('sk-second-BBBB') });
+    // And so does the sidecar's credential pass.
+    const again: KeyValue[] = [
+      { key: 'http.request.header.authorization', value: { stringValue: 'Bearer sk-first-AAAA' } },
+      { key: 'ai.request.headers.authorization', value: { stringValue: 'Bearer sk-second-BBBB' } },
+    ];
+    const redacted: Span = { traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: again };
+    redactSpan(redacted, opts);
+    expect(JSON.stringify(redacted.attributes)).not.toMatch(/sk-first|sk-second/);
+  });
+
+  it('replaces credential values of any type: bytes, numbers, key-value lists, arrays of them', () => {
+    const odd: KeyValue[] = [
+      { key: 'http.request.header.authorization', value: { bytesValue: Buffer.from('Bearer sk-bytes-CCCC') } },
+      { key: 'ai.request.headers.authorization', value: { arrayValue: { values: [{ stringValue: 'Bearer sk-item-DDDD' }, { intValue: 123456789 }, { kvlistValue: { values: [{ key: 'token', value: { stringValue: 'sk-nested-EEEE' } }] } }] } } },
+    ];
+    const span: Span = { traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: odd };
+    const v = normalizeSpan(span, opts);
+    const text = JSON.stringify(span.attributes, (_k, x: unknown) => (x instanceof Uint8Array ? Buffer.from(x).toString() : x));
+    for (const secret of ['sk-bytes', 'sk-item', '123456789', 'sk-nested']) expect(text).not.toContain(secret);
+    expect(odd[0]!.value).toEqual({ stringValue: v.credential!.fingerprint });
+    expect(odd[1]!.value!.arrayValue!.values).toHaveLength(3);
+    expect(odd[1]!.value!.arrayValue!.values!.every((x) => /^fp_/.test(x.stringValue ?? ''))).toBe(true);
   });
 
   it('reads JWT claims without trusting them, including the act chain and cnf', () => {

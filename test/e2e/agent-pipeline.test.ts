@@ -16,6 +16,8 @@ import { testSettings } from '../helpers/settings.ts';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const RAW_BEARER = 'sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0';
+/** A second token on the same span, in another credential attribute. */
+const RAW_SECOND = 'sk-live-second-7c1d9e04b2aa4f31';
 // {"alg":"HS256","typ":"JWT"} . {"sub":"user-42","azp":"orchestrator","scope":"customers:read","act":{"sub":"research","act":{"sub":"analysis"}}}
 const JWT =
   'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.' +
@@ -42,7 +44,7 @@ const SPANS = [
   span('2', '1', 'chat gpt-4o', [['gen_ai.operation.name', 'chat'], ['gen_ai.provider.name', 'openai'], ['gen_ai.request.model', 'gpt-4o'], ['server.address', 'api.openai.com']], 1),
   span('3', '1', 'execute_tool delegate', [['gen_ai.operation.name', 'execute_tool'], ['gen_ai.tool.name', 'delegate_research']], 2),
   span('4', '3', 'invoke_agent research', [['gen_ai.operation.name', 'invoke_agent'], ['gen_ai.agent.name', 'research']], 3),
-  span('5', '4', 'execute_tool web_search', [['gen_ai.tool.name', 'web_search'], ['http.request.header.authorization', `Bearer ${RAW_BEARER}`]], 4),
+  span('5', '4', 'execute_tool web_search', [['gen_ai.tool.name', 'web_search'], ['http.request.header.authorization', `Bearer ${RAW_BEARER}`], ['ai.request.headers.authorization', `Bearer ${RAW_SECOND}`]], 4),
   span('6', '4', 'invoke_agent analysis', [['gen_ai.operation.name', 'invoke_agent'], ['gen_ai.agent.name', 'analysis']], 5),
   span('7', '6', 'execute_tool customers', [['gen_ai.tool.name', 'get_customer'], ['url.full', 'https://customers.internal/v1/c/42'], ['agentsec.credential', JWT]], 6),
   span('8', '6', 'tools/call', [['mcp.method.name', 'tools/call'], ['gen_ai.tool.name', 'query_db'], ['server.address', 'mcp.internal']], 7),
@@ -82,7 +84,7 @@ describe('agent pipeline', () => {
     const api = JSON.stringify(await c.graph(TRACE)) + JSON.stringify(await (await fetch(`${c.collector.adminUrl}/api/inventory`)).json());
     const metrics = await (await fetch(`${c.collector.adminUrl}/metrics`)).text();
     const logs = JSON.stringify(c.collector.logs);
-    for (const secret of [RAW_BEARER, JWT, JWT.split('.')[1]!, JWT.split('.')[2]!]) {
+    for (const secret of [RAW_BEARER, RAW_SECOND, JWT, JWT.split('.')[1]!, JWT.split('.')[2]!]) {
       for (const [where, text] of Object.entries({ wire, api, metrics, logs })) expect(text.includes(secret), `${where} holds a secret`).toBe(false);
     }
     const byId = new Map(exported.map((s) => [s.spanId, s.attributes]));
