@@ -258,7 +258,25 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   v.method = opts.pool.intern(v.method);
   v.path = opts.pool.intern(v.path);
   v.mcpMethod = opts.pool.intern(v.mcpMethod);
+  replaceEventAndLinkCredentials(span, opts);
   return v;
+}
+
+/**
+ * Replaces configured credential attributes wherever else they appear (a resource's, a scope's,
+ * a span event's or link's attributes) by their fingerprints, in place. They are not the span's
+ * credential (nothing there presents it to a tool), but no raw value may leave.
+ */
+export function replaceCredentials(attrs: KeyValue[] | null | undefined, opts: NormalizeOptions): void {
+  if (!attrs) return;
+  for (let i = 0; i < attrs.length; i++) if (opts.credentialAttributes.has(attrs[i]!.key)) readCredential(attrs[i]!, opts);
+}
+
+function replaceEventAndLinkCredentials(span: Span, opts: NormalizeOptions): void {
+  const events = span.events;
+  if (events) for (let i = 0; i < events.length; i++) replaceCredentials(events[i]!.attributes, opts);
+  const links = span.links;
+  if (links) for (let i = 0; i < links.length; i++) replaceCredentials(links[i]!.attributes, opts);
 }
 
 /**
@@ -267,6 +285,7 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
  * Returns the span's credential (the first found), as normalizeSpan's view holds it.
  */
 export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | undefined {
+  replaceEventAndLinkCredentials(span, opts);
   const attrs = span.attributes;
   if (!attrs) return undefined;
   let first: CredentialUse | undefined;

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
 import type { TraceBatch } from '../otlp/types.ts';
 import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES, loadHmacKey } from '../agent/credentials.ts';
-import { normalizeSpan, redactSpan, type NormalizeOptions, type SpanView } from '../agent/view.ts';
+import { normalizeSpan, redactSpan, replaceCredentials, type NormalizeOptions, type SpanView } from '../agent/view.ts';
 import { StringPool } from '../agent/values.ts';
 import { spanViews } from '../agent/annotations.ts';
 
@@ -69,7 +69,9 @@ export class Normalize implements Processor {
   /** mode: redact — credentials replaced and described, no view. */
   redact(batch: TraceBatch): void {
     for (const rs of batch.resourceSpans) {
+      replaceCredentials(rs.resource?.attributes, this.#opts);
       for (const ss of rs.scopeSpans) {
+        replaceCredentials(ss.scope?.attributes, this.#opts);
         for (const span of ss.spans) redactSpan(span, this.#opts);
       }
     }
@@ -79,7 +81,9 @@ export class Normalize implements Processor {
     const views: SpanView[] = new Array(batch.spanCount);
     let i = 0;
     for (const rs of batch.resourceSpans) {
+      replaceCredentials(rs.resource?.attributes, this.#opts);
       for (const ss of rs.scopeSpans) {
+        replaceCredentials(ss.scope?.attributes, this.#opts);
         for (const span of ss.spans) {
           const v = normalizeSpan(span, this.#opts);
           if (this.#roles.size > 0 && v.agent) v.agent = this.#roles.get(v.agent) ?? v.agent;

@@ -170,6 +170,23 @@ describe('the normalize processor', () => {
     expect(JSON.stringify(a.resourceSpans)).not.toContain(SIGNATURE);
   });
 
+  it('in either mode, replaces credential attributes on the resource, the scope, span events and links too', async () => {
+    for (const mode of ['full', 'redact'] as const) {
+      const normalize = new Normalize(testSettings('normalize'), NormalizeConfig.parse({ hmac_key: 'k'.repeat(32), mode }), next);
+      const token = (where: string) => ({ key: 'http.request.header.authorization', value: { stringValue: `Bearer sk-${where}-${mode}-0123456789` } });
+      const s = span({ 'gen_ai.tool.name': 'x' });
+      s.events = [{ name: 'request', attributes: [token('event')] }];
+      s.links = [{ traceId: new Uint8Array(16).fill(2), spanId: new Uint8Array(8).fill(2), attributes: [token('link')] }];
+      const b: TraceBatch = { resourceSpans: [{ resource: { attributes: [token('resource')] }, scopeSpans: [{ scope: { name: 't', attributes: [token('scope')] }, spans: [s] }] }], spanCount: 1 };
+      await normalize.consume(b, { receiver: 't', transport: 'http' });
+      const text = JSON.stringify(b.resourceSpans);
+      for (const where of ['event', 'link', 'resource', 'scope']) expect(text, `${mode}: ${where}`).not.toContain(`sk-${where}`);
+      expect(b.resourceSpans[0]!.resource!.attributes![0]!.value!.stringValue).toMatch(/^fp_[0-9a-f]{24}$/);
+      // Not the span's credential: nothing on the span itself presented one.
+      if (mode === 'full') expect(spanViews.get(b)![0]!.credential).toBeUndefined();
+    }
+  });
+
   it('a pipeline that reads the view after a normalize in mode: redact is refused at start', () => {
     const cfg = (mode: string) => ({
       receivers: { otlp: { protocols: { http: { endpoint: '127.0.0.1:0' } } } },
