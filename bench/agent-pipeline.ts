@@ -5,7 +5,8 @@
 //   2. heap per span summary held by the graph store, after forced GCs, next to the store's
 //      own estimate (TraceStore.bytes), with a breakdown by measured variants;
 //   3. end to end through the real collector with the shipped config/agentsec.yaml, over
-//      HTTP/protobuf and gRPC, driven by bench/load.ts from its own process (each twice).
+//      HTTP/protobuf and gRPC, driven by bench/load.ts from its own process (each twice); then
+//      the same config with `enrich: { hold: 0s }`, which measures what the hold costs.
 //   BENCH_AGENT_SECONDS (2)   measured seconds per in-process case
 //   BENCH_E2E_SECONDS (4)     measured seconds per end-to-end run, after BENCH_E2E_WARMUP (2)
 //   BENCH_CONCURRENCY (8)     requests in flight
@@ -13,7 +14,7 @@
 //                             and print its top self-time functions
 //   BENCH_RESULTS_AGENT       where to write the JSON figures (default: a file in the OS temp dir)
 import { execFileSync, fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,8 +51,13 @@ const REPO_DIR = fileURLToPath(new URL('..', import.meta.url));
 
 
 
+/** The shipped config, and the same with no enrich hold (spans enriched and sent as they arrive). */
+const E2E_HOLDS = ['500ms (shipped)', '0s'] as const;
+type E2eHold = (typeof E2E_HOLDS)[number];
+
 interface E2eResult {
   transport: 'http' | 'grpc';
+  hold: E2eHold;
   round: number;
   /** Acknowledged to the load: includes what enrich accepted into its hold and has not sent on. */
   spansPerSecond: number;
@@ -161,15 +167,22 @@ async function main(): Promise<void> {
     const pool = buildAgentPool(E2E_TRACE_SIZES, E2E_POOL_REQUESTS);
     const poolFile = join(tmp, 'agent-requests.bin');
     writePoolFile(poolFile, pool.requests);
+    const noHoldConfig = join(tmp, 'agentsec-no-hold.yaml');
+    const shipped = readFileSync(CONFIG, 'utf8');
+    if (!shipped.includes('\n  enrich: {}\n')) throw new Error(`${CONFIG}: no \`enrich: {}\` to give a hold of 0`);
+    writeFileSync(noHoldConfig, shipped.replace('\n  enrich: {}\n', '\n  enrich: { hold: 0s }\n'));
     const e2e: E2eResult[] = [];
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const transport of ['http', 'grpc'] as const) {
-        process.stderr.write(`end to end: ${transport}, round ${round} …\n`);
-        e2e.push(await runE2e(transport, round, poolFile, tmp));
+    for (const hold of E2E_HOLDS) {
+      for (let round = 1; round <= ROUNDS; round++) {
+        for (const transport of ['http', 'grpc'] as const) {
+          process.stderr.write(`end to end: enrich hold ${hold}, ${transport}, round ${round} …\n`);
+          e2e.push(await runE2e(transport, hold, round, hold === '0s' ? noHoldConfig : CONFIG, poolFile, tmp));
+        }
       }
     }
     console.log(
-      `\n3. end to end, ${CONFIG} (memory_limiter, normalize, tracegraph, detect with no policy and SQLite baselines, enrich 500ms hold, file, debug) in its own process; ` +
+      `\n3. end to end, ${CONFIG} (memory_limiter, normalize, tracegraph, detect with no policy and SQLite baselines, enrich, file, debug) in its own process, ` +
+        `with enrich's shipped 500 ms hold and with none (hold: 0s); ` +
         `load from bench/load.ts, ${CONCURRENCY} requests in flight, ${E2E_SECONDS} s after ${E2E_WARMUP_SECONDS} s warm-up; ` +
         `collector node flags: ${collectorNodeFlags().join(' ') || 'none'}`,
     );
@@ -179,8 +192,9 @@ async function main(): Promise<void> {
     );
     console.log(
       formatTable(
-        ['transport', 'round', 'acked spans/s', 'exported spans/s', 'collector CPU%', 'acked/s per core', 'exported/s per core', 'peak RSS MiB', 'held at end', 'refusals', 'errors', 'duplicate spans', 'graph spans held', 'load CPU%', 'other CPU%', `≥ ${count(PER_CORE_TARGET)}/core`],
+        ['enrich hold', 'transport', 'round', 'acked spans/s', 'exported spans/s', 'collector CPU%', 'acked/s per core', 'exported/s per core', 'peak RSS MiB', 'held at end', 'refusals', 'errors', 'duplicate spans', 'graph spans held', 'load CPU%', 'other CPU%', `≥ ${count(PER_CORE_TARGET)}/core`],
         e2e.map((r) => [
+          r.hold,
           r.transport,
           String(r.round),
           count(r.spansPerSecond),
@@ -202,7 +216,8 @@ async function main(): Promise<void> {
     );
     console.log(
       'acked: answered 200/OK to the load, which enrich does as a batch enters its hold; exported: written by the file exporter in the same window. ' +
-        'While the hold fills, acked runs ahead of what the pipeline sustains, so the target is checked on exported/s per core.',
+        'While the hold fills, acked runs ahead of what the pipeline sustains, so the target is checked on exported/s per core. ' +
+        'Without a hold, a span whose parent arrives later leaves without the role it would inherit; with one, the decoded spans it keeps outlive the young generation, and the garbage collector pays for it.',
     );
     if (e2e.some((r) => r.duplicateSpans > 0)) console.log(`note: the load wrapped around its ${pool.requests.length} distinct requests; spans seen twice cost the graph less, so those figures flatter it`);
     noteNoise(e2e.map((r) => r.otherCpuPercent), 'the end-to-end windows');
@@ -227,10 +242,10 @@ async function main(): Promise<void> {
 }
 
 
-async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: string, tmp: string): Promise<E2eResult> {
-  const id = `agent-${transport}-${round}`;
+async function runE2e(transport: 'http' | 'grpc', hold: E2eHold, round: number, config: string, poolFile: string, tmp: string): Promise<E2eResult> {
+  const id = `agent-${transport}-${hold === '0s' ? 'nohold' : 'hold'}-${round}`;
   const collector = await startCollector({
-    config: CONFIG,
+    config,
     env: { AGENTSEC_DATA_DIR: join(tmp, `data-${id}`), AGENTSEC_LOG_LEVEL: 'warn' },
     logPath: join(tmp, `collector-${id}.log`),
     nodeFlags: collectorNodeFlags(),
@@ -262,6 +277,7 @@ async function runE2e(transport: 'http' | 'grpc', round: number, poolFile: strin
   const exportedSpansPerSecond = (sentSpans(metrics, 'file') - sentSpans(await (metricsAtStart ?? Promise.resolve('')), 'file')) / load.seconds;
   return {
     transport,
+    hold,
     round,
     spansPerSecond,
     exportedSpansPerSecond,
