@@ -217,7 +217,7 @@ async function main(): Promise<void> {
     console.log(
       'acked: answered 200/OK to the load, which enrich does as a batch enters its hold; exported: written by the file exporter in the same window. ' +
         'While the hold fills, acked runs ahead of what the pipeline sustains, so the target is checked on exported/s per core. ' +
-        'Without a hold, a span whose parent arrives later leaves without the role it would inherit; with one, the decoded spans it keeps outlive the young generation, and the garbage collector pays for it.',
+        'Without a hold, a span whose parent arrives later leaves without the role it would inherit (fewer attributes to write); with one, the decoded spans it keeps outlive the young generation, and the garbage collector pays for them.',
     );
     if (e2e.some((r) => r.duplicateSpans > 0)) console.log(`note: the load wrapped around its ${pool.requests.length} distinct requests; spans seen twice cost the graph less, so those figures flatter it`);
     noteNoise(e2e.map((r) => r.otherCpuPercent), 'the end-to-end windows');
