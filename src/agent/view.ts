@@ -4,6 +4,7 @@
 import type { AnyValue, KeyValue, Resource, Span } from '../otlp/types.ts';
 import { SpanKind, StatusCode } from '../otlp/types.ts';
 import { numberOf, stringOf, StringPool, textOf } from './values.ts';
+import { int64String } from '../otlp/encode.ts';
 import { CREDENTIAL_ATTR_KEYS, credentialAttributes, FINGERPRINT_RE, forwardedCredential, type Credential, type CredentialReader } from './credentials.ts';
 
 /** Where an agent's code runs: from resource attributes, shared by every span of a resource. */
@@ -113,7 +114,10 @@ const MASTRA_OPERATIONS: Record<string, Operation> = {
 /** gen_ai.operation.name values of older dialects (Mastra 0.x, Traceloop). */
 const OPERATION_ALIASES: Record<string, Operation> = { 'agent.run': 'invoke_agent', 'tool.execute': 'execute_tool', 'model.step': 'chat', text_completion: 'chat', generate_content: 'chat' };
 
-const URL_RE = /\bhttps?:\/\/([A-Za-z0-9.-]+)(?::\d+)?[^\s"'<>\\]*/g;
+/** A URL's host, past any user:password@ (which is no destination, and may be a secret). */
+const URL_RE = /\bhttps?:\/\/(?:[^\s/?#@"'<>\\]*@)?([A-Za-z0-9.-]+)(?::\d+)?[^\s"'<>\\]*/g;
+/** The user:password@ of URLs, cut before looking for e-mail addresses (it would read as one). */
+const URL_USERINFO_RE = /(\/\/)[^\s/?#@"'<>\\]*@/g;
 const EMAIL_RE = /\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/g;
 const MAX_ARG_SCAN = 16 * 1024;
 
@@ -302,8 +306,8 @@ export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | 
 
 /**
  * Replaces the credentials of one attribute by their fingerprints in place; returns the first.
- * Any type of value is a credential here: a string, each item of an array, else the value's text
- * (bytes as UTF-8, a key-value list as JSON), so that no raw value stays on the span.
+ * Every text the value carries is a credential here, in whatever member it comes (see
+ * credentialTexts), and the whole value is replaced, so that no raw value stays on the span.
  */
 function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | undefined {
   const value = kv.value;
@@ -318,16 +322,28 @@ function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | u
     return opts.credentials.read(r);
   });
   // Replace in place: the secret never travels further than this function.
-  if (replaced) kv.value = value.arrayValue ? { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } } : { stringValue: creds[0]!.fingerprint };
+  if (replaced) kv.value = creds.length === 1 && !value.arrayValue ? { stringValue: creds[0]!.fingerprint } : { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } };
   return { ...creds[0]!, attribute: kv.key };
 }
 
+/**
+ * The texts of every scalar in a value: its string, bytes (as UTF-8), int or double, and those of
+ * each item of its array or key-value list, at any depth (walked without recursion). Every member
+ * counts: an AnyValue may arrive with several set, and an exporter writes one of them.
+ */
 function credentialTexts(value: AnyValue): string[] {
-  const items = value.arrayValue ? (value.arrayValue.values ?? []) : [value];
   const out: string[] = [];
-  for (const item of items) {
-    const text = item.bytesValue && Object.hasOwn(item, 'bytesValue') ? Buffer.from(item.bytesValue).toString('utf8') : textOf(item);
-    if (text) out.push(text);
+  const stack: AnyValue[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    if (v.stringValue) out.push(v.stringValue);
+    if (v.bytesValue && v.bytesValue.length > 0 && Object.hasOwn(v, 'bytesValue')) out.push(Buffer.from(v.bytesValue).toString('utf8'));
+    if (v.intValue != null && Object.hasOwn(v, 'intValue')) out.push(int64String(v.intValue));
+    if (v.doubleValue != null && Object.hasOwn(v, 'doubleValue')) out.push(String(v.doubleValue));
+    const items = v.arrayValue?.values;
+    if (items) for (let i = items.length - 1; i >= 0; i--) stack.push(items[i]!);
+    const entries = v.kvlistValue?.values;
+    if (entries) for (let i = entries.length - 1; i >= 0; i--) if (entries[i]!.value) stack.push(entries[i]!.value!);
   }
   return out;
 }
@@ -386,7 +402,7 @@ function targetsIn(text: string, pool: StringPool): string[] | undefined {
   if (!urls && !emails) return undefined;
   const out = new Set<string>();
   if (urls) for (const m of scan.matchAll(URL_RE)) out.add(pool.intern(m[1]!.toLowerCase()));
-  if (emails) for (const m of scan.matchAll(EMAIL_RE)) out.add(pool.intern(m[0].toLowerCase()));
+  if (emails) for (const m of (urls ? scan.replace(URL_USERINFO_RE, '$1') : scan).matchAll(EMAIL_RE)) out.add(pool.intern(m[0].toLowerCase()));
   return out.size > 0 ? [...out] : undefined;
 }
 

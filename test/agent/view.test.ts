@@ -31,6 +31,7 @@ describe('canonical view by dialect', () => {
     ['transfer', view('execute_tool transfer', { 'gen_ai.tool.name': 'ask', 'gen_ai.transfer.target.name': 'weather', 'gen_ai.transfer.mode': 'return_to_caller' }), { transferTo: 'weather', transferMode: 'return_to_caller' }],
     ['remote invoke_agent CLIENT', view('invoke_agent executor', { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'executor' }, 3), { agent: '', remoteAgent: 'executor' }],
     ['targets', view('GET', { 'url.full': 'https://User:pw@Data.Example.com:8443/a?b', 'http.request.method': 'GET', 'db.system.name': 'postgresql', 'db.operation.name': 'SELECT', 'mcp.method.name': 'tools/call' }), { host: 'data.example.com', method: 'GET', db: 'postgresql SELECT', mcpMethod: 'tools/call' }],
+    ['a URL with user:password@ names its host, and no e-mail made of the password', view('execute_tool upload', { 'gen_ai.tool.name': 'upload', 'gen_ai.tool.call.arguments': '{"url":"https://svc:sk-pass-0123@fmt.saas.example/v1","cc":"ops@corp.example"}' }), { argTargets: ['fmt.saas.example', 'ops@corp.example'] }],
     ['old generation', view('chat', { 'gen_ai.system': 'anthropic', 'gen_ai.request.model': 'claude' }), { provider: 'anthropic', model: 'claude' }],
   ])('%s', (_name, v, expected) => {
     expect(v).toMatchObject(expected);
@@ -82,6 +83,15 @@ describe('credentials', () => {
     expect(odd[0]!.value).toEqual({ stringValue: v.credential!.fingerprint });
     expect(odd[1]!.value!.arrayValue!.values).toHaveLength(3);
     expect(odd[1]!.value!.arrayValue!.values!.every((x) => /^fp_/.test(x.stringValue ?? ''))).toBe(true);
+  });
+
+  it('replaces the whole value when it arrives with several members set (an exporter writes the string first)', () => {
+    for (const other of [{ arrayValue: {} }, { arrayValue: { values: [] } }, { bytesValue: new Uint8Array(0) }, { kvlistValue: { values: [{ key: 'k', value: { stringValue: 'sk-kv-FFFF' } }] } }]) {
+      const kv: KeyValue = { key: 'http.request.header.authorization', value: { stringValue: 'Bearer sk-two-members-GGGG', ...other } };
+      normalizeSpan({ traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: [kv] }, opts);
+      expect(JSON.stringify(kv), JSON.stringify(other)).not.toMatch(/sk-two-members|sk-kv/);
+      expect(Object.keys(kv.value!)).toHaveLength(1);
+    }
   });
 
   it('reads JWT claims without trusting them, including the act chain and cnf', () => {
