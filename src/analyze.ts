@@ -16,7 +16,7 @@ import type { Readable, Writable } from 'node:stream';
 import type { Exporter, Host, Processor, Settings, TracesConsumer } from './component/types.ts';
 import { components } from './components.ts';
 import type { ResolvedConfig } from './config/schema.ts';
-import { decodeTraceJson } from './otlp/decode.ts';
+import { decodeTraceJson, jsonSyntaxMessage } from './otlp/decode.ts';
 import type { TraceBatch } from './otlp/types.ts';
 import { createFileExporter, FileExporterConfig } from './exporters/file.ts';
 import { EnrichConfig } from './processors/enrich.ts';
@@ -154,7 +154,7 @@ function unwrap(text: string, where: string): string {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new BadInputError(`${where}: not valid JSON: ${errorMessage(err)}`);
+    throw new BadInputError(`${where}: not valid JSON: ${jsonSyntaxMessage(err)}`);
   }
   const o = doc as { resourceSpans?: unknown; result?: { resourceSpans?: unknown }; batches?: unknown; data?: unknown };
   if (o.result?.resourceSpans) return JSON.stringify({ resourceSpans: o.result.resourceSpans });

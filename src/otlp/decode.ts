@@ -107,7 +107,7 @@ export function decodeTraceJson(body: string | Uint8Array): DecodedTraces {
   try {
     root = text.length === 0 ? {} : JSON.parse(text);
   } catch (err) {
-    throw new BadInputError(`request body is not valid JSON: ${(err as Error).message}`);
+    throw new BadInputError(`request body is not valid JSON: ${jsonSyntaxMessage(err)}`);
   }
   if (!isObject(root)) throw new BadInputError('request body must be a JSON object (ExportTraceServiceRequest)');
   const list = field(root, 'resourceSpans', 'resource_spans');
@@ -286,27 +286,48 @@ function jsonId(v: unknown, bytes: number, required: boolean, path: string): Uin
   return parsed;
 }
 
+/**
+ * A wrong value as messages name it: its type, and numbers and booleans themselves, never a
+ * string's text. These messages go back to the sender, to `analyze`'s output and to the logs of
+ * whoever reads partial successes, and the field may hold a credential.
+ */
+export function described(v: unknown): string {
+  if (typeof v === 'string') return `a string of ${v.length} characters`;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (v === null) return 'null';
+  return Array.isArray(v) ? 'an array' : `${typeof v === 'object' ? 'an object' : typeof v}`;
+}
+
+/**
+ * A JSON parser's message without the piece of the input V8 quotes in it ("Unexpected token 'B',
+ * "...": the text may be a credential); positions and the unexpected character stay.
+ */
+export function jsonSyntaxMessage(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, ' (not valid JSON)').replace(/^(?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, 'not valid JSON');
+}
+
 const UINT_RE = /^\d{1,20}$/;
 const INT_RE = /^-?\d{1,19}$/;
 
 function jsonUint64(v: unknown, path: string): Int64 {
   if (v === undefined || v === null) return 0;
   if (typeof v === 'number') {
-    if (!Number.isInteger(v) || v < 0) throw new FieldError(path, `must be a non-negative integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 0) throw new FieldError(path, `must be a non-negative integer, got ${described(v)}`);
     return Number.isSafeInteger(v) ? v : Long.fromNumber(v, true);
   }
   if (typeof v === 'string' && UINT_RE.test(v)) return Long.fromString(v, true);
-  throw new FieldError(path, `must be an unsigned 64-bit integer (a decimal string or number), got ${JSON.stringify(v)}`);
+  throw new FieldError(path, `must be an unsigned 64-bit integer (a decimal string or number), got ${described(v)}`);
 }
 
 function jsonInt64(v: unknown, path: string): Int64 {
   if (v === undefined || v === null) return 0;
   if (typeof v === 'number') {
-    if (!Number.isInteger(v)) throw new FieldError(path, `must be an integer, got ${v}`);
+    if (!Number.isInteger(v)) throw new FieldError(path, `must be an integer, got ${described(v)}`);
     return Number.isSafeInteger(v) ? v : Long.fromNumber(v, false);
   }
   if (typeof v === 'string' && INT_RE.test(v)) return Long.fromString(v, false);
-  throw new FieldError(path, `must be a 64-bit integer (a decimal string or number), got ${JSON.stringify(v)}`);
+  throw new FieldError(path, `must be a 64-bit integer (a decimal string or number), got ${described(v)}`);
 }
 
 function jsonDouble(v: unknown, path: string): number {
@@ -315,20 +336,20 @@ function jsonDouble(v: unknown, path: string): number {
   if (v === 'Infinity') return Infinity;
   if (v === '-Infinity') return -Infinity;
   if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
-  throw new FieldError(path, `must be a number, got ${JSON.stringify(v)}`);
+  throw new FieldError(path, `must be a number, got ${described(v)}`);
 }
 
 function jsonUint32(v: unknown, path: string): number {
   if (v === undefined || v === null) return 0;
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff) return v;
-  throw new FieldError(path, `must be an unsigned 32-bit integer, got ${JSON.stringify(v)}`);
+  throw new FieldError(path, `must be an unsigned 32-bit integer, got ${described(v)}`);
 }
 
 function jsonEnum(v: unknown, path: string): number {
   if (v === undefined || v === null) return 0;
   if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
   const hint = typeof v === 'string' ? ' (OTLP/JSON enums are integers, not names)' : '';
-  throw new FieldError(path, `must be a non-negative integer${hint}, got ${JSON.stringify(v)}`);
+  throw new FieldError(path, `must be a non-negative integer${hint}, got ${described(v)}`);
 }
 
 function checkString(v: unknown, path: string): void {

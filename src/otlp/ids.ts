@@ -39,7 +39,7 @@ export function parseHexId(value: unknown, bytes: number): Uint8Array | string {
   if (typeof value !== 'string') return `must be a hex string, got ${typeof value}`;
   if (value.length !== bytes * 2 || !HEX_RE.test(value)) {
     const hint = BASE64_RE.test(value) && !HEX_RE.test(value) ? ' (OTLP/JSON ids are hex, not base64)' : '';
-    return `must be ${bytes * 2} hex digits (${bytes} bytes), got ${JSON.stringify(value.slice(0, 64))}${hint}`;
+    return `must be ${bytes * 2} hex digits (${bytes} bytes), got ${value.length} characters${hint}`;
   }
   return Buffer.from(value, 'hex');
 }
