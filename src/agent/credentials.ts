@@ -8,7 +8,50 @@ import { join } from 'node:path';
 import type { AnyValue, KeyValue } from '../otlp/types.ts';
 import { findAttribute, numberOf, stringOf, stringsOf } from './values.ts';
 
-export const DEFAULT_CREDENTIAL_ATTRIBUTES = ['http.request.header.authorization', 'ai.request.headers.authorization', 'agentsec.credential'];
+/**
+ * Where instrumentations put credentials: the headers that carry them (as HTTP instrumentation
+ * records request and response headers, and as the AI SDK copies a call's headers), and the
+ * attribute our own tool code sets.
+ */
+export const DEFAULT_CREDENTIAL_ATTRIBUTES = [
+  'http.request.header.authorization',
+  'http.request.header.proxy-authorization',
+  'http.request.header.x-api-key',
+  'http.request.header.api-key',
+  'http.request.header.cookie',
+  'http.response.header.set-cookie',
+  'ai.request.headers.authorization',
+  'ai.request.headers.x-api-key',
+  'ai.request.headers.api-key',
+  'agentsec.credential',
+];
+
+/**
+ * The configured credential attribute keys, matched as header names are: case-insensitively, and
+ * with '_' and '-' alike (instrumentations differ: OpenTelemetry JS's header capture writes
+ * `proxy_authorization`, the semantic conventions `proxy-authorization`).
+ */
+export class CredentialKeys {
+  readonly #exact: Set<string>;
+  readonly #folded: Set<string>;
+
+  constructor(keys: Iterable<string>) {
+    this.#folded = new Set([...keys].map(foldKey));
+    this.#exact = new Set([...keys, ...this.#folded]);
+  }
+
+  has(key: string): boolean {
+    if (this.#exact.has(key)) return true;
+    // Only a key with an upper-case letter or a '_' can fold into one of ours; most keys have neither.
+    return MAY_FOLD.test(key) && this.#folded.has(foldKey(key));
+  }
+}
+
+const MAY_FOLD = /[A-Z_]/;
+
+function foldKey(key: string): string {
+  return key.toLowerCase().replaceAll('_', '-');
+}
 
 const KEY_FILE = 'hmac.key';
 const MIN_KEY_BYTES = 32;

@@ -83,8 +83,8 @@ export class SpanView {
 
 export interface NormalizeOptions {
   pool: StringPool;
-  /** Attribute keys that carry credentials; their values are replaced by the fingerprint in place. */
-  credentialAttributes: ReadonlySet<string>;
+  /** Attribute keys that carry credentials (a CredentialKeys); their values are replaced by the fingerprint in place. */
+  credentialAttributes: { has(key: string): boolean };
   credentials: CredentialReader;
   /**
    * Trust what another agentsec's normalize (a sidecar) did: credential values already in
@@ -200,9 +200,9 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
           outputTokens = numberOf(val) ?? outputTokens; break;
       }
       if (opts.credentialAttributes.has(kv.key)) {
-        // Every credential attribute is replaced; the first one read is the span's credential.
+        // Every credential attribute is replaced; the first one the span presents is its credential.
         const c = readCredential(kv, opts);
-        v.credential ??= c;
+        if (presents(kv.key)) v.credential ??= c;
       } else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
     }
     if (v.credential || forwarded) v.credential = settleCredential(span, v.credential, forwarded, opts);
@@ -266,6 +266,11 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   return v;
 }
 
+/** A credential in a response header (set-cookie) was issued to the caller, not presented by it. */
+function presents(key: string): boolean {
+  return !key.startsWith('http.response.');
+}
+
 /**
  * Replaces configured credential attributes wherever else they appear (a resource's, a scope's,
  * a span event's or link's attributes) by their fingerprints, in place. They are not the span's
@@ -298,7 +303,7 @@ export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | 
     const kv = attrs[i]!;
     if (opts.credentialAttributes.has(kv.key)) {
       const c = readCredential(kv, opts);
-      first ??= c;
+      if (presents(kv.key)) first ??= c;
     } else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
   }
   return first || forwarded ? settleCredential(span, first, forwarded, opts) : undefined;

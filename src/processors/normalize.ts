@@ -11,7 +11,7 @@
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
 import type { TraceBatch } from '../otlp/types.ts';
-import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES, loadHmacKey } from '../agent/credentials.ts';
+import { CredentialKeys, CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES, loadHmacKey } from '../agent/credentials.ts';
 import { normalizeSpan, redactSpan, replaceCredentials, type NormalizeOptions, type SpanView } from '../agent/view.ts';
 import { StringPool } from '../agent/values.ts';
 import { spanViews } from '../agent/annotations.ts';
@@ -45,7 +45,7 @@ export class Normalize implements Processor {
     const key = loadHmacKey(cfg.hmac_key || undefined, set.dataDir);
     this.#opts = {
       pool: new StringPool(),
-      credentialAttributes: new Set(cfg.credential_attributes),
+      credentialAttributes: new CredentialKeys(cfg.credential_attributes),
       credentials: new CredentialReader(key),
       trustForwarded: cfg.trust_forwarded_claims,
     };

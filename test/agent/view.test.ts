@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { normalizeSpan, redactSpan, type SpanView } from '../../src/agent/view.ts';
 import { StringPool } from '../../src/agent/values.ts';
-import { CredentialReader, jwtClaims, loadHmacKey } from '../../src/agent/credentials.ts';
+import { CredentialKeys, CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES, jwtClaims, loadHmacKey } from '../../src/agent/credentials.ts';
 import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,6 +92,22 @@ describe('credentials', () => {
       expect(JSON.stringify(kv), JSON.stringify(other)).not.toMatch(/sk-two-members|sk-kv/);
       expect(Object.keys(kv.value!)).toHaveLength(1);
     }
+  });
+
+  it('by default, replaces the headers that carry credentials, whatever their case and separators; a response cookie is no presented credential', () => {
+    const defaults = { ...opts, credentialAttributes: new CredentialKeys(DEFAULT_CREDENTIAL_ATTRIBUTES) };
+    const attrs: KeyValue[] = [
+      { key: 'http.response.header.set-cookie', value: { stringValue: 'session=sk-cookie-1111' } },
+      { key: 'http.request.header.Authorization', value: { stringValue: 'Bearer sk-upper-2222' } },
+      { key: 'http.request.header.proxy_authorization', value: { stringValue: 'Basic sk-proxy-3333' } },
+      { key: 'ai.request.headers.x-api-key', value: { stringValue: 'sk-apikey-4444' } },
+      { key: 'http.request.header.cookie', value: { arrayValue: { values: [{ stringValue: 'sid=sk-cookie-5555' }] } } },
+      { key: 'http.request.header.accept', value: { stringValue: 'application/json' } },
+    ];
+    const v = normalizeSpan({ traceId: new Uint8Array(16), spanId: new Uint8Array(8), attributes: attrs }, defaults);
+    expect(JSON.stringify(attrs)).not.toMatch(/sk-(cookie|upper|proxy|apikey)/);
+    expect(attrs.find((kv) => kv.key === 'http.request.header.accept')!.value).toEqual({ stringValue: 'application/json' });
+    expect(v.credential).toMatchObject({ attribute: 'http.request.header.Authorization', fingerprint: defaults.credentials.fingerprint('sk-upper-2222') });
   });
 
   it('reads JWT claims without trusting them, including the act chain and cnf', () => {
