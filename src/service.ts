@@ -2,7 +2,7 @@
 // shutdown (service/service.go). Used by the CLI and, in-process, by the tests.
 import type { DestinationStream } from 'pino';
 import type { ApiRoute, Host } from './component/types.ts';
-import type { Registry } from './component/registry.ts';
+import { typeOf, type Registry } from './component/registry.ts';
 import { components } from './components.ts';
 import { parseConfigText, readConfigSource, type Env } from './config/load.ts';
 import { resolveConfig, type ResolvedConfig } from './config/schema.ts';
@@ -58,6 +58,7 @@ export class Service {
       api: { add: (r) => void service.#routes.push(r), list: () => service.#routes },
     };
     await startAll(startOrder(service.#graph), host, AbortSignal.timeout(opts.config.service.shutdown_timeout));
+    service.#warnRawPipelines();
     service.#ready = true;
     service.logger.info({ endpoints: service.endpoints() }, 'collector started');
     return service;
@@ -65,6 +66,14 @@ export class Service {
 
   isReady(): boolean {
     return this.#ready;
+  }
+
+  /** A pipeline with no normalize exports credential attributes as they came: allowed (a plain forwarder), but said. */
+  #warnRawPipelines(): void {
+    for (const [pipeline, p] of Object.entries(this.config.service.pipelines)) {
+      if (p.processors.some((id) => typeOf(id) === 'normalize')) continue;
+      this.logger.warn({ pipeline, exporters: p.exporters }, 'pipeline has no normalize processor: credential attributes leave it raw, not fingerprinted');
+    }
   }
 
   /** Listening addresses by component id, e.g. { otlp: { grpc: '…', http: '…' }, admin: { http: '…' } }. */

@@ -32,6 +32,11 @@ export interface BuildContext {
   metrics: MetricsRegistry;
 }
 
+/** The entry of a pipeline whose processors change batches, though its first one does not. */
+function mutatingEntry(first: TracesConsumer): TracesConsumer {
+  return { mutatesData: true, consume: (batch, ctx) => first.consume(batch, ctx), refusal: () => first.refusal?.() };
+}
+
 export function buildGraph(cfg: ResolvedConfig, ctx: BuildContext): Graph {
   const settings = (id: string): Settings => ({
     id,
@@ -63,7 +68,10 @@ export function buildGraph(cfg: ResolvedConfig, ctx: BuildContext): Graph {
       next = processor;
     }
     processors.push(...built);
-    pipelineEntry.set(name, next);
+    // A receiver shared by pipelines copies the batch for each pipeline that changes it: that is
+    // any whose processors do, whatever its first one does (the collector's pipeline capabilities).
+    const mutates = built.some((b) => b.component.mutatesData);
+    pipelineEntry.set(name, mutates && !next.mutatesData ? mutatingEntry(next) : next);
   }
 
   const receivers: BuiltComponent<Receiver>[] = [];
