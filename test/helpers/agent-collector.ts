@@ -58,6 +58,8 @@ export interface AgentCollector {
 export interface AgentCollectorOptions {
   /** service.data_dir (where the HMAC key is kept); a fresh temp dir by default. */
   dataDir?: string;
+  /** enrich's hold (100ms by default): longer where parents come from another process, later. */
+  hold?: string;
   /** More processor definitions, YAML lines under `processors:`. */
   extraProcessors?: string;
   /** The pipeline's processor list (default: normalize, tracegraph, enrich). */
@@ -76,7 +78,7 @@ receivers:
 processors:
   normalize: {}
   tracegraph: {}
-  enrich: { hold: 100ms }
+  enrich: { hold: ${opts.hold ?? '100ms'} }
   ${opts.extraProcessors ?? ''}
 exporters:
   otlp: { endpoint: "${backend.httpUrl}", protocol: http/protobuf, compression: none }

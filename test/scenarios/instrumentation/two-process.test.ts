@@ -71,7 +71,8 @@ describe('two processes: planner (agent-a) calls executor (agent-b) over HTTP wi
   let shape = '';
 
   beforeAll(async () => {
-    agents = await startAgentCollector();
+    // A's spans (the parents of B's) come from another process, after B's: a hold that a busy machine cannot outlast.
+    agents = await startAgentCollector({ hold: '2s' });
     const b = start('ai-sdk-agent-b.ts', { COLLECTOR_URL: agents.httpUrl });
     children.push(b);
     const port = await message<number>(b, 'ready');
