@@ -77,6 +77,10 @@ function filterValidSpans(spans: Span[], path: string, rejections: Rejections): 
   return kept ?? spans;
 }
 
+function sameId(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
+  return !!a && !!b && a.length > 0 && a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
 function spanIdProblem(span: Span): string | undefined {
   let p = idProblem(span.traceId, TRACE_ID_BYTES, true);
   if (p) return `trace_id ${p}`;
@@ -84,6 +88,7 @@ function spanIdProblem(span: Span): string | undefined {
   if (p) return `span_id ${p}`;
   p = idProblem(span.parentSpanId, SPAN_ID_BYTES, false);
   if (p) return `parent_span_id ${p}`;
+  if (sameId(span.parentSpanId, span.spanId)) return 'parent_span_id must not be the span_id (a span is not its own parent)';
   const links = span.links;
   if (links) {
     for (let i = 0; i < links.length; i++) {
@@ -185,6 +190,7 @@ function jsonSpan(sp: Record<string, unknown>, path: string): Span {
   sp.traceId = jsonId(field(sp, 'traceId', 'trace_id'), TRACE_ID_BYTES, true, `${path}.traceId`);
   sp.spanId = jsonId(field(sp, 'spanId', 'span_id'), SPAN_ID_BYTES, true, `${path}.spanId`);
   sp.parentSpanId = jsonId(field(sp, 'parentSpanId', 'parent_span_id'), SPAN_ID_BYTES, false, `${path}.parentSpanId`);
+  if (sameId(sp.parentSpanId as Uint8Array, sp.spanId as Uint8Array)) throw new FieldError(`${path}.parentSpanId`, 'must not be the spanId (a span is not its own parent)');
   renameField(sp, 'traceState', 'trace_state');
   checkString(sp.traceState, `${path}.traceState`);
   checkString(sp.name, `${path}.name`);

@@ -474,7 +474,13 @@ export class TraceGraph {
 
 const EMPTY_PENDING: ReadonlyMap<string, readonly SpanNode[]> = new Map();
 
+/**
+ * Makes `child` a child of `parent`, unless that would close a loop (a span that names itself, or
+ * spans that name each other, as parents): the tree is walked down and up everywhere, and a loop
+ * would never end. The child then stays a root.
+ */
 function attach(parent: SpanNode, child: SpanNode): void {
+  for (let p: SpanNode | undefined = parent; p; p = p.parent) if (p === child) return;
   child.parent = parent;
   (parent.children ??= []).push(child);
 }

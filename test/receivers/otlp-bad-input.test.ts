@@ -119,6 +119,7 @@ describe('invalid spans: partial success when some are good, 400 when none is', 
     ['a base64 traceId', { ...good, traceId: 'W47/95gDgQPSabYzgT/GDA==' }, /spans\[1\]\.traceId: must be 32 hex digits.*\(OTLP\/JSON ids are hex, not base64\)/],
     ['a 15-byte spanId', { ...good, spanId: 'eee19b7ec3c1b174eee19b7ec3c1b1' }, /spans\[1\]\.spanId: must be 16 hex digits \(8 bytes\)/],
     ['an enum name for kind', { ...good, kind: 'SPAN_KIND_SERVER' }, /spans\[1\]\.kind: must be a non-negative integer \(OTLP\/JSON enums are integers, not names\)/],
+    ['a span that is its own parent', { ...good, parentSpanId: good.spanId }, /spans\[1\]\.parentSpanId: must not be the spanId/],
     // The value is described, never quoted: the field may hold a credential.
     ['a token where an intValue belongs', { ...good, attributes: [{ key: 'agentsec.credential', value: { intValue: 'Bearer sk-live-QUOTED-0123' } }] }, /spans\[1\]\.attributes\[0\]\.value\.intValue: must be a 64-bit integer \(a decimal string or number\), got a string of 26 characters$/],
   ];

@@ -79,6 +79,20 @@ describe('trace graph', () => {
     expect(g.nodes.find((n) => n.role === 'research')!.targets).toEqual(['api.example.com']);
   });
 
+  it('never loops on spans that name themselves or each other as parents: the span that would close the loop stays a root', () => {
+    const store = build([
+      { id: 'a', parent: 'b', t: 0, attrs: { 'gen_ai.agent.name': 'alpha' } },
+      { id: 'b', parent: 'a', t: 1, attrs: { 'gen_ai.agent.name': 'beta' } },
+      { id: 'c', parent: 'c', t: 2, attrs: { 'gen_ai.tool.name': 'x' } },
+    ]);
+    const trace = store.get(TRACE)!;
+    const [a, b, c] = ['a', 'b', 'c'].map((id) => trace.spans.get(id.padStart(16, '0'))!);
+    expect(b!.parent).toBe(a);
+    expect(a!.parent).toBeUndefined();
+    expect(c!.parent).toBeUndefined();
+    expect(summary(store).nodes.length).toBeGreaterThan(0);
+  });
+
   it('gives the same graph for every arrival order, children first included', () => {
     const expected = summary(build(aiSdk));
     for (const order of [[4, 3, 2, 1, 0], [2, 0, 4, 1, 3], [3, 4, 0, 2, 1]]) {
