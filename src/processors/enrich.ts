@@ -14,7 +14,7 @@ import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsu
 import type { KeyValue, Span, TraceBatch } from '../otlp/types.ts';
 import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
-import { errorMessage, isPermanent, RetryableError } from '../errors.ts';
+import { errorMessage, findRetryable, isPermanent, RetryableError } from '../errors.ts';
 import { spanNodes } from '../agent/annotations.ts';
 import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 
@@ -225,13 +225,42 @@ export class Enrich implements Processor {
       try {
         await this.#next.consume(out, first.ctx);
       } catch (err) {
-        if (!isPermanent(err)) return; // downstream is full: keep them held and try on the next tick
-        this.#dropped.inc([this.#set.id, 'permanent_error'], spans);
-        this.#set.logger.warn({ spans, err: errorMessage(err) }, 'dropped spans the next component refused permanently');
+        if (findRetryable(err)) return; // downstream is full: keep them held and try on the next tick
+        // Refused for good, or failed unexpectedly (which retrying would only repeat, holding up
+        // everything behind it): one batch may be the cause, so each is sent on alone and only
+        // what fails again is dropped.
+        if (n > 1) {
+          if (!(await this.#sendEachAlone(n))) return;
+          continue;
+        }
+        this.#drop(first, err);
       }
       this.#held.splice(0, n);
       this.#heldSpans -= spans;
     }
+  }
+
+  /** Sends the first `n` held batches one by one; false when a retryable refusal stopped it (the rest stay held). */
+  async #sendEachAlone(n: number): Promise<boolean> {
+    for (let i = 0; i < n; i++) {
+      const h = this.#held[0]!;
+      try {
+        await this.#next.consume(h.batch, h.ctx);
+      } catch (err) {
+        if (findRetryable(err)) return false;
+        this.#drop(h, err);
+      }
+      this.#held.shift();
+      this.#heldSpans -= h.batch.spanCount;
+    }
+    return true;
+  }
+
+  #drop(h: Held, err: unknown): void {
+    const spans = h.batch.spanCount;
+    const reason = isPermanent(err) ? 'permanent_error' : 'unexpected_error';
+    this.#dropped.inc([this.#set.id, reason], spans);
+    this.#set.logger[isPermanent(err) ? 'warn' : 'error']({ spans, reason, err: errorMessage(err) }, 'dropped spans the next component could not take');
   }
 
   async shutdown(signal: AbortSignal): Promise<void> {

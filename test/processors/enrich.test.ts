@@ -129,6 +129,30 @@ describe('enrich', () => {
     expect(p.sink.spanCount()).toBe(3);
   });
 
+  it('when a released group fails for good or unexpectedly, sends each batch alone and drops only the one that fails again', async () => {
+    const p = pipeline({ hold: '100ms' });
+    // The next component chokes on one span (as an encoder would on a value it cannot write).
+    const consume = p.sink.consume.bind(p.sink);
+    p.sink.consume = async (b, c) => {
+      if (plainSpans([b]).some((s) => s.spanId.endsWith('3'))) throw new RangeError('Maximum call stack size exceeded');
+      return consume(b, c);
+    };
+    await p.enrich.start();
+    await p.normalize.consume(batch([{ id: '1', agent: 'a' }, { id: '2', parent: '1' }]), ctx);
+    await p.normalize.consume(batch([{ id: '3', parent: '1' }]), ctx);
+    await p.normalize.consume(batch([{ id: '4', parent: '1' }]), ctx);
+    p.advance(150);
+    await vi.waitFor(() => expect(p.sink.spanCount()).toBe(3), { timeout: 5000 });
+    expect(plainSpans(p.sink.batches).map((s) => s.spanId.replace(/^0+/, ''))).toEqual(['1', '2', '4']);
+    const dropped = p.set.metrics.counter('agentsec_processor_dropped_spans_total', '', ['processor', 'reason']);
+    expect(dropped.get('enrich', 'unexpected_error')).toBe(1);
+    // Nothing stays held behind it: what comes next leaves too.
+    await p.normalize.consume(batch([{ id: '5', parent: '1' }]), ctx);
+    p.advance(150);
+    await vi.waitFor(() => expect(p.sink.spanCount()).toBe(4), { timeout: 5000 });
+    await p.enrich.shutdown(AbortSignal.timeout(1000));
+  });
+
   it('flushes everything held on shutdown, without waiting for the hold', async () => {
     const p = pipeline({ hold: '1h' });
     await p.enrich.start();
