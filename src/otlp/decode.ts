@@ -242,45 +242,67 @@ function normalizeAttributed(o: Record<string, unknown>, path: string): void {
   o.droppedAttributesCount = jsonUint32(field(o, 'droppedAttributesCount', 'dropped_attributes_count'), `${path}.droppedAttributesCount`);
 }
 
-function jsonKeyValues(v: unknown, path: string): KeyValue[] {
+/**
+ * How deep values may nest (arrays and key-value lists in one another). protobufjs refuses a
+ * request nested past 47 messages, and every layer here walks values recursively: past this,
+ * the span is rejected, naming the value.
+ */
+export const MAX_VALUE_DEPTH = 32;
+
+const ANY_VALUE_MEMBERS = ['stringValue', 'string_value', 'boolValue', 'bool_value', 'intValue', 'int_value', 'doubleValue', 'double_value', 'bytesValue', 'bytes_value', 'arrayValue', 'array_value', 'kvlistValue', 'kvlist_value'];
+
+function jsonKeyValues(v: unknown, path: string, depth = 0): KeyValue[] {
   const list = optionalArray(v, path);
   for (let i = 0; i < list.length; i++) {
     const kv = list[i];
     if (!isObject(kv)) throw new FieldError(`${path}[${i}]`, 'must be an object with key and value');
     if (typeof kv.key !== 'string') throw new FieldError(`${path}[${i}].key`, 'must be a string');
     const value = kv.value;
-    if (value !== undefined && value !== null) jsonAnyValue(value, `${path}[${i}].value`);
+    if (value !== undefined && value !== null) jsonAnyValue(value, `${path}[${i}].value`, depth);
   }
   return list as KeyValue[];
 }
 
-function jsonAnyValue(v: unknown, path: string): AnyValue {
+/** Validates one AnyValue in place; it keeps only the member it was read as (an exporter writes one). */
+function jsonAnyValue(v: unknown, path: string, depth: number): AnyValue {
   if (!isObject(v)) throw new FieldError(path, 'must be an AnyValue object');
+  if (depth >= MAX_VALUE_DEPTH) throw new FieldError(path, `nests arrays or key-value lists deeper than ${MAX_VALUE_DEPTH} levels`);
+  let member = '';
   if ('stringValue' in v || 'string_value' in v) {
+    member = 'stringValue';
     const s = field(v, 'stringValue', 'string_value');
     if (s !== null && typeof s !== 'string') throw new FieldError(`${path}.stringValue`, 'must be a string');
   } else if ('boolValue' in v || 'bool_value' in v) {
+    member = 'boolValue';
     const b = field(v, 'boolValue', 'bool_value');
     if (b !== null && typeof b !== 'boolean') throw new FieldError(`${path}.boolValue`, 'must be true or false');
   } else if ('intValue' in v || 'int_value' in v) {
+    member = 'intValue';
     v.intValue = jsonInt64(field(v, 'intValue', 'int_value'), `${path}.intValue`);
   } else if ('doubleValue' in v || 'double_value' in v) {
+    member = 'doubleValue';
     v.doubleValue = jsonDouble(field(v, 'doubleValue', 'double_value'), `${path}.doubleValue`);
   } else if ('bytesValue' in v || 'bytes_value' in v) {
+    member = 'bytesValue';
     const b = field(v, 'bytesValue', 'bytes_value');
     if (typeof b !== 'string') throw new FieldError(`${path}.bytesValue`, 'must be a base64 string');
     v.bytesValue = Buffer.from(b, 'base64');
   } else if ('arrayValue' in v || 'array_value' in v) {
+    member = 'arrayValue';
     const a = field(v, 'arrayValue', 'array_value');
     if (!isObject(a)) throw new FieldError(`${path}.arrayValue`, 'must be an object with values');
     const values = optionalArray(a.values, `${path}.arrayValue.values`);
-    for (let i = 0; i < values.length; i++) jsonAnyValue(values[i], `${path}.arrayValue.values[${i}]`);
+    for (let i = 0; i < values.length; i++) jsonAnyValue(values[i], `${path}.arrayValue.values[${i}]`, depth + 1);
     a.values = values;
   } else if ('kvlistValue' in v || 'kvlist_value' in v) {
+    member = 'kvlistValue';
     const kvl = field(v, 'kvlistValue', 'kvlist_value');
     if (!isObject(kvl)) throw new FieldError(`${path}.kvlistValue`, 'must be an object with values');
-    kvl.values = jsonKeyValues(kvl.values, `${path}.kvlistValue.values`);
+    kvl.values = jsonKeyValues(kvl.values, `${path}.kvlistValue.values`, depth + 1);
   }
+  // Any other member sent beside it is dropped, unread (normalize and the exporters see one);
+  // a snake_case spelling was copied to the camelCase one by field().
+  for (const k of ANY_VALUE_MEMBERS) if (k !== member && k in v) delete v[k];
   return v as AnyValue;
 }
 

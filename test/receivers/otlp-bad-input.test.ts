@@ -113,6 +113,13 @@ describe('undecodable bodies', () => {
   });
 });
 
+/** An AnyValue of arrays in arrays, `depth` deep (built without recursion). */
+function nested(depth: number): Record<string, unknown> {
+  let v: Record<string, unknown> = { stringValue: 'bottom' };
+  for (let i = 0; i < depth; i++) v = { arrayValue: { values: [v] } };
+  return v;
+}
+
 describe('invalid spans: partial success when some are good, 400 when none is', () => {
   const good = { traceId: '5b8efff798038103d269b633813fc60c', spanId: 'eee19b7ec3c1b174', name: 'good', kind: 1 };
   const cases: [string, Record<string, unknown>, RegExp][] = [
@@ -120,6 +127,7 @@ describe('invalid spans: partial success when some are good, 400 when none is', 
     ['a 15-byte spanId', { ...good, spanId: 'eee19b7ec3c1b174eee19b7ec3c1b1' }, /spans\[1\]\.spanId: must be 16 hex digits \(8 bytes\)/],
     ['an enum name for kind', { ...good, kind: 'SPAN_KIND_SERVER' }, /spans\[1\]\.kind: must be a non-negative integer \(OTLP\/JSON enums are integers, not names\)/],
     ['a span that is its own parent', { ...good, parentSpanId: good.spanId }, /spans\[1\]\.parentSpanId: must not be the spanId/],
+    ['a value nested 1,000 arrays deep', { ...good, attributes: [{ key: 'deep', value: nested(1_000) }] }, /spans\[1\]\.attributes\[0\]\.value(\.arrayValue\.values\[0\]){32}: nests arrays or key-value lists deeper than 32 levels$/],
     // The value is described, never quoted: the field may hold a credential.
     ['a token where an intValue belongs', { ...good, attributes: [{ key: 'agentsec.credential', value: { intValue: 'Bearer sk-live-QUOTED-0123' } }] }, /spans\[1\]\.attributes\[0\]\.value\.intValue: must be a 64-bit integer \(a decimal string or number\), got a string of 26 characters$/],
   ];
