@@ -118,7 +118,6 @@ const OPERATION_ALIASES: Record<string, Operation> = { 'agent.run': 'invoke_agen
 const URL_RE = /\bhttps?:\/\/(?:[^\s/?#@"'<>\\]*@)?([A-Za-z0-9.-]+)(?::\d+)?[^\s"'<>\\]*/g;
 /** The user:password@ of URLs, cut before looking for e-mail addresses (it would read as one). */
 const URL_USERINFO_RE = /(\/\/)[^\s/?#@"'<>\\]*@/g;
-const EMAIL_RE = /\b[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/g;
 const MAX_ARG_SCAN = 16 * 1024;
 
 /**
@@ -407,8 +406,42 @@ function targetsIn(text: string, pool: StringPool): string[] | undefined {
   if (!urls && !emails) return undefined;
   const out = new Set<string>();
   if (urls) for (const m of scan.matchAll(URL_RE)) out.add(pool.intern(m[1]!.toLowerCase()));
-  if (emails) for (const m of (urls ? scan.replace(URL_USERINFO_RE, '$1') : scan).matchAll(EMAIL_RE)) out.add(pool.intern(m[0].toLowerCase()));
+  if (emails) emailsIn(urls ? scan.replace(URL_USERINFO_RE, '$1') : scan, (address) => out.add(pool.intern(address)));
   return out.size > 0 ? [...out] : undefined;
+}
+
+/**
+ * E-mail addresses in text (lower-cased), found outwards from each '@': a local part of
+ * [A-Za-z0-9._%+-], a domain of two or more labels ending in a TLD of letters. In one pass, since
+ * text comes from whoever sends spans: a regular expression for this backtracks for seconds on a
+ * long run of "a." after an '@'.
+ */
+function emailsIn(text: string, found: (address: string) => void): void {
+  for (let at = text.indexOf('@'); at >= 0; ) {
+    let start = at;
+    while (start > 0 && isLocalChar(text.charCodeAt(start - 1))) start--;
+    let end = at + 1;
+    while (end < text.length && isDomainChar(text.charCodeAt(end))) end++;
+    if (start < at) {
+      const labels = text.slice(at + 1, end).split('.');
+      // The longest run of labels that makes a domain: a trailing '.', '-' or digit is no TLD.
+      while (labels.length >= 2 && !isTld(labels[labels.length - 1]!)) labels.pop();
+      if (labels.length >= 2 && labels.every((l) => l.length > 0)) found(`${text.slice(start, at)}@${labels.join('.')}`.toLowerCase());
+    }
+    at = text.indexOf('@', end > at + 1 ? end : at + 1);
+  }
+}
+
+function isLocalChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 46 || c === 95 || c === 37 || c === 43 || c === 45;
+}
+
+function isDomainChar(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 46 || c === 45;
+}
+
+function isTld(label: string): boolean {
+  return label.length >= 2 && /^[A-Za-z]+$/.test(label);
 }
 
 /** openai.chat → openai, google.vertex → gcp.vertex_ai (the AI SDK's provider ids). */

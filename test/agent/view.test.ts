@@ -32,6 +32,7 @@ describe('canonical view by dialect', () => {
     ['remote invoke_agent CLIENT', view('invoke_agent executor', { 'gen_ai.operation.name': 'invoke_agent', 'gen_ai.agent.name': 'executor' }, 3), { agent: '', remoteAgent: 'executor' }],
     ['targets', view('GET', { 'url.full': 'https://User:pw@Data.Example.com:8443/a?b', 'http.request.method': 'GET', 'db.system.name': 'postgresql', 'db.operation.name': 'SELECT', 'mcp.method.name': 'tools/call' }), { host: 'data.example.com', method: 'GET', db: 'postgresql SELECT', mcpMethod: 'tools/call' }],
     ['a URL with user:password@ names its host, and no e-mail made of the password', view('execute_tool upload', { 'gen_ai.tool.name': 'upload', 'gen_ai.tool.call.arguments': '{"url":"https://svc:sk-pass-0123@fmt.saas.example/v1","cc":"ops@corp.example"}' }), { argTargets: ['fmt.saas.example', 'ops@corp.example'] }],
+    ['e-mail addresses: the longest domain that ends in a TLD, none in a run of "a." (the input that made a regex backtrack for seconds)', view('execute_tool mail', { 'gen_ai.tool.name': 'mail', 'gen_ai.tool.call.arguments': `{"to":"Ops.Team+x@Mail.Corp.example.x1","junk":"x@${'a.'.repeat(2000)}"}` }), { argTargets: ['ops.team+x@mail.corp.example'] }],
     ['old generation', view('chat', { 'gen_ai.system': 'anthropic', 'gen_ai.request.model': 'claude' }), { provider: 'anthropic', model: 'claude' }],
   ])('%s', (_name, v, expected) => {
     expect(v).toMatchObject(expected);
