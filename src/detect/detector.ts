@@ -109,8 +109,16 @@ export function delegatingAgent(node: AgentNode): AgentNode | undefined {
 }
 
 /** The hops of an agent chain, as findings show them. */
+/** Hops a finding lists at most: a longer chain keeps its first and last halves of this. */
+const MAX_FINDING_HOPS = 32;
+
+/** `items` whole when short, else its first and last `max / 2` (a finding's chain stays small however deep the trace). */
+export function ends<T>(items: readonly T[], max = MAX_FINDING_HOPS): T[] {
+  return items.length <= max ? [...items] : [...items.slice(0, max / 2), ...items.slice(-max / 2)];
+}
+
 export function hopsOf(nodes: readonly AgentNode[], last?: { span: SpanNode; capability?: string }): ChainHop[] {
-  const hops: ChainHop[] = nodes.map((n) => ({ role: n.role, spanId: n.id }));
+  const hops: ChainHop[] = ends(nodes).map((n) => ({ role: n.role, spanId: n.id }));
   if (last) hops.push({ role: last.span.agent, spanId: last.span.id, ...(last.capability ? { capability: last.capability } : {}) });
   return hops;
 }

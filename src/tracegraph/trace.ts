@@ -244,10 +244,26 @@ export function canonicalName(s: string): string {
 
 const delegationPaths = new StringPool(4096);
 
+/** Roles joined by '>', a long chain's middle counted instead of named. */
+function pathOf(chain: readonly AgentNode[]): string {
+  const role = (c: AgentNode) => c.role;
+  if (chain.length <= MAX_PATH_ROLES) return chain.map(role).join('>');
+  return [...chain.slice(0, PATH_END).map(role), `…${chain.length - 2 * PATH_END} more…`, ...chain.slice(-PATH_END).map(role)].join('>');
+}
+
 /** Nodes seen on the walk agentChain is doing (reused: the walk is synchronous). */
 const walked: (AgentNode | undefined)[] = [];
 /** Steps after which the walk checks for a loop with a Set rather than by scanning `walked`. */
 const SHORT_WALK = 32;
+/**
+ * Delegations a chain follows at most. Real chains are a handful deep; a trace of thousands would
+ * cost time and memory in the square of its depth (every node's chain, on every change). Past
+ * this, depth counts no further and the chain starts at the cut.
+ */
+export const MAX_CHAIN_STEPS = 256;
+/** Roles a path names in full; a longer one keeps its first and last PATH_END roles. */
+const MAX_PATH_ROLES = 32;
+const PATH_END = 8;
 
 /**
  * The agent invocations from the root to `node`, following delegations: up to the root agent
@@ -259,7 +275,7 @@ export function agentChain(node: AgentNode): AgentNode[] {
   const chain: AgentNode[] = [];
   let steps = 0;
   let seen: Set<AgentNode> | undefined;
-  for (let c: AgentNode | undefined = node; c; c = c.delegator) {
+  for (let c: AgentNode | undefined = node; c && steps < MAX_CHAIN_STEPS; c = c.delegator) {
     if (seen) {
       if (seen.has(c)) break;
       seen.add(c);
@@ -431,7 +447,7 @@ export class TraceGraph {
       n.depth = Math.max(0, chain.length - 1);
       n.root = chain[0]?.role ?? n.role;
       // Interned: the same few paths recur in every trace, and each node keeps one.
-      n.path = chain.length > 1 ? delegationPaths.intern(chain.map((c) => c.role).join('>')) : (chain[0]?.role ?? n.role);
+      n.path = chain.length > 1 ? delegationPaths.intern(pathOf(chain)) : (chain[0]?.role ?? n.role);
     }
   }
 

@@ -50,7 +50,21 @@ describe('detect', () => {
     expect(h.findings()).toEqual([]);
     const deep = detectHarness('', { detectors: { excessive_depth: { max_depth: 1 } } });
     await deep.send(CHAIN);
-    expect(deep.findings().map((f) => f.chain.at(-1)!.role).sort()).toEqual(['c', 'd']);
+    // Where the chain crosses the limit (c, at depth 2), not every agent below it (d).
+    expect(deep.findings().map((f) => f.chain.at(-1)!.role)).toEqual(['c']);
+  });
+
+  it('keeps a chain thousands of agents deep to one small finding and a short path', async () => {
+    const h = detectHarness();
+    const spans: SpanSpec[] = Array.from({ length: 2000 }, (_, i) => ({ id: String(i + 1), ...(i > 0 ? { parent: String(i) } : {}), t: i, attrs: { 'gen_ai.agent.name': `agent${i}` } }));
+    await h.send(spans);
+    const [finding, ...more] = h.findings();
+    expect(more).toEqual([]);
+    expect(finding!.chain.at(-1)!.role).toBe('agent6');
+    const deepest = [...h.graph.store.get(TRACE)!.nodes.values()].find((n) => n.role === 'agent1999')!;
+    expect(deepest.depth).toBe(255); // chains are followed 256 delegations up at most
+    expect(deepest.path.split('>')).toHaveLength(17);
+    expect(deepest.path).toMatch(/^agent1744>.*>…240 more…>.*>agent1999$/);
   });
 
   it('maps a finding to OCSF Detection Finding', async () => {

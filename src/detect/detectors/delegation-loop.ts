@@ -16,7 +16,7 @@
 // whenever a batch may have changed the delegations or some node was still waiting.
 import { z } from 'zod';
 import { duration } from '../../config/units.ts';
-import type { AgentNode, SpanNode } from '../../tracegraph/trace.ts';
+import { MAX_CHAIN_STEPS, type AgentNode, type SpanNode } from '../../tracegraph/trace.ts';
 import type { DetectorDefinition } from '../detector.ts';
 import { agentChain, hopsOf } from '../detector.ts';
 import type { Severity } from '../finding.ts';
@@ -59,7 +59,9 @@ export const delegationLoop: DetectorDefinition<typeof DelegationLoopConfig> = {
         st.unsettled = false;
         const loops = new Map<string, Loop>();
         for (const node of graph.nodes.values()) {
-          if (node.transparent) continue;
+          // A chain cut at MAX_CHAIN_STEPS starts mid-way: its loop, if any, is the one found from
+          // the agents above it, and would only be found again at another place.
+          if (node.transparent || node.depth >= MAX_CHAIN_STEPS - 1) continue;
           const chain = agentChain(node);
           // No role twice on the chain: no loop, whatever becomes final later (the usual case,
           // decided without the finality of every ancestor).
