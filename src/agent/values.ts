@@ -59,7 +59,8 @@ export function plainOf(v: AnyValue | null | undefined): unknown {
   if (Object.hasOwn(v, 'doubleValue') && v.doubleValue != null) return v.doubleValue;
   if (v.arrayValue) return (v.arrayValue.values ?? []).map(plainOf);
   if (v.kvlistValue) {
-    const o: Record<string, unknown> = {};
+    // No prototype: a key "__proto__" is data like any other (else it would vanish from the text detectors read).
+    const o: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
     for (const kv of v.kvlistValue.values ?? []) o[kv.key] = plainOf(kv.value);
     return o;
   }

@@ -336,6 +336,10 @@ export function jsonSyntaxMessage(err: unknown): string {
 }
 
 const UINT_RE = /^\d{1,20}$/;
+/** Long.fromString wraps silently past these: checked first. */
+const UINT64_MAX = 2n ** 64n - 1n;
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
 const INT_RE = /^-?\d{1,19}$/;
 
 function jsonUint64(v: unknown, path: string): Int64 {
@@ -344,7 +348,7 @@ function jsonUint64(v: unknown, path: string): Int64 {
     if (!Number.isInteger(v) || v < 0) throw new FieldError(path, `must be a non-negative integer, got ${described(v)}`);
     return Number.isSafeInteger(v) ? v : Long.fromNumber(v, true);
   }
-  if (typeof v === 'string' && UINT_RE.test(v)) return Long.fromString(v, true);
+  if (typeof v === 'string' && UINT_RE.test(v) && BigInt(v) <= UINT64_MAX) return Long.fromString(v, true);
   throw new FieldError(path, `must be an unsigned 64-bit integer (a decimal string or number), got ${described(v)}`);
 }
 
@@ -354,7 +358,7 @@ function jsonInt64(v: unknown, path: string): Int64 {
     if (!Number.isInteger(v)) throw new FieldError(path, `must be an integer, got ${described(v)}`);
     return Number.isSafeInteger(v) ? v : Long.fromNumber(v, false);
   }
-  if (typeof v === 'string' && INT_RE.test(v)) return Long.fromString(v, false);
+  if (typeof v === 'string' && INT_RE.test(v) && BigInt(v) >= INT64_MIN && BigInt(v) <= INT64_MAX) return Long.fromString(v, false);
   throw new FieldError(path, `must be a 64-bit integer (a decimal string or number), got ${described(v)}`);
 }
 
@@ -375,9 +379,10 @@ function jsonUint32(v: unknown, path: string): number {
 
 function jsonEnum(v: unknown, path: string): number {
   if (v === undefined || v === null) return 0;
-  if (typeof v === 'number' && Number.isInteger(v) && v >= 0) return v;
+  // Protobuf enums are int32: a larger one could not be exported.
+  if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0x7fffffff) return v;
   const hint = typeof v === 'string' ? ' (OTLP/JSON enums are integers, not names)' : '';
-  throw new FieldError(path, `must be a non-negative integer${hint}, got ${described(v)}`);
+  throw new FieldError(path, `must be a non-negative 32-bit integer${hint}, got ${described(v)}`);
 }
 
 function checkString(v: unknown, path: string): void {

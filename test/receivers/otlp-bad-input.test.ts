@@ -125,7 +125,10 @@ describe('invalid spans: partial success when some are good, 400 when none is', 
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['a base64 traceId', { ...good, traceId: 'W47/95gDgQPSabYzgT/GDA==' }, /spans\[1\]\.traceId: must be 32 hex digits.*\(OTLP\/JSON ids are hex, not base64\)/],
     ['a 15-byte spanId', { ...good, spanId: 'eee19b7ec3c1b174eee19b7ec3c1b1' }, /spans\[1\]\.spanId: must be 16 hex digits \(8 bytes\)/],
-    ['an enum name for kind', { ...good, kind: 'SPAN_KIND_SERVER' }, /spans\[1\]\.kind: must be a non-negative integer \(OTLP\/JSON enums are integers, not names\)/],
+    ['an enum name for kind', { ...good, kind: 'SPAN_KIND_SERVER' }, /spans\[1\]\.kind: must be a non-negative 32-bit integer \(OTLP\/JSON enums are integers, not names\)/],
+    ['a kind too large for protobuf', { ...good, kind: 2 ** 32 }, /spans\[1\]\.kind: must be a non-negative 32-bit integer, got 4294967296$/],
+    ['an intValue past 64 bits (it would wrap)', { ...good, attributes: [{ key: 'n', value: { intValue: '9999999999999999999' } }] }, /spans\[1\]\.attributes\[0\]\.value\.intValue: must be a 64-bit integer/],
+    ['a timestamp past 64 bits', { ...good, startTimeUnixNano: '99999999999999999999' }, /spans\[1\]\.startTimeUnixNano: must be an unsigned 64-bit integer/],
     ['a span that is its own parent', { ...good, parentSpanId: good.spanId }, /spans\[1\]\.parentSpanId: must not be the spanId/],
     ['a value nested 1,000 arrays deep', { ...good, attributes: [{ key: 'deep', value: nested(1_000) }] }, /spans\[1\]\.attributes\[0\]\.value(\.arrayValue\.values\[0\]){32}: nests arrays or key-value lists deeper than 32 levels$/],
     // The value is described, never quoted: the field may hold a credential.
