@@ -34,15 +34,20 @@ export const DEFAULT_CREDENTIAL_ATTRIBUTES = [
 export class CredentialKeys {
   readonly #exact: Set<string>;
   readonly #folded: Set<string>;
+  /** First letters (lower case) of the configured keys: most attribute keys (gen_ai.*) start otherwise. */
+  readonly #firstLetters: Set<number>;
 
   constructor(keys: Iterable<string>) {
     this.#folded = new Set([...keys].map(foldKey));
     this.#exact = new Set([...keys, ...this.#folded]);
+    this.#firstLetters = new Set([...this.#folded].map((k) => k.charCodeAt(0)));
   }
 
+  // On every attribute of every span: the common key is answered without making a string.
   has(key: string): boolean {
     if (this.#exact.has(key)) return true;
-    // Only a key with an upper-case letter or a '_' can fold into one of ours; most keys have neither.
+    if (!this.#firstLetters.has(key.charCodeAt(0) | 0x20)) return false;
+    // Only a key with an upper-case letter or a '_' can fold into one of ours.
     return MAY_FOLD.test(key) && this.#folded.has(foldKey(key));
   }
 }
