@@ -285,7 +285,8 @@ function jsonAnyValue(v: unknown, path: string, depth: number): AnyValue {
   } else if ('bytesValue' in v || 'bytes_value' in v) {
     member = 'bytesValue';
     const b = field(v, 'bytesValue', 'bytes_value');
-    if (typeof b !== 'string') throw new FieldError(`${path}.bytesValue`, 'must be a base64 string');
+    // Buffer skips what is not base64: checked first, or garbage would pass for bytes.
+    if (typeof b !== 'string' || !BASE64_VALUE_RE.test(b)) throw new FieldError(`${path}.bytesValue`, `must be a base64 string, got ${described(b)}`);
     v.bytesValue = Buffer.from(b, 'base64');
   } else if ('arrayValue' in v || 'array_value' in v) {
     member = 'arrayValue';
@@ -336,6 +337,8 @@ export function jsonSyntaxMessage(err: unknown): string {
 }
 
 const UINT_RE = /^\d{1,20}$/;
+/** Standard or URL-safe base64 (proto3 JSON accepts both), padded or not; empty is no bytes. */
+const BASE64_VALUE_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 /** Long.fromString wraps silently past these: checked first. */
 const UINT64_MAX = 2n ** 64n - 1n;
 const INT64_MAX = 2n ** 63n - 1n;
