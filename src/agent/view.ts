@@ -198,11 +198,8 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
         case 'gen_ai.usage.output_tokens': case 'gen_ai.usage.completion_tokens': case 'ai.usage.completionTokens': case 'ai.usage.outputTokens': case 'llm.token_count.completion':
           outputTokens = numberOf(val) ?? outputTokens; break;
       }
-      if (opts.credentialAttributes.has(kv.key)) {
-        // Every credential attribute is replaced; the first one the span presents is its credential.
-        const c = readCredential(kv, opts);
-        if (presents(kv.key)) v.credential ??= c;
-      } else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
+      if (opts.credentialAttributes.has(kv.key)) v.credential = takeCredential(kv, opts, v.credential);
+      else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
     }
     if (v.credential || forwarded) v.credential = settleCredential(span, v.credential, forwarded, opts);
   }
@@ -265,9 +262,14 @@ export function normalizeSpan(span: Span, opts: NormalizeOptions): SpanView {
   return v;
 }
 
-/** A credential in a response header (set-cookie) was issued to the caller, not presented by it. */
-function presents(key: string): boolean {
-  return !key.startsWith('http.response.');
+/**
+ * Replaces a credential attribute's values by their fingerprints (every one is replaced) and
+ * returns the span's credential: `first`, else this one if the span presents it (a credential in
+ * a response header, set-cookie, was issued to the caller, not presented by it).
+ */
+function takeCredential(kv: KeyValue, opts: NormalizeOptions, first: CredentialUse | undefined): CredentialUse | undefined {
+  const read = readCredential(kv, opts);
+  return first ?? (kv.key.startsWith('http.response.') ? undefined : read);
 }
 
 /**
@@ -300,10 +302,8 @@ export function redactSpan(span: Span, opts: NormalizeOptions): CredentialUse | 
   let forwarded = false;
   for (let i = 0; i < attrs.length; i++) {
     const kv = attrs[i]!;
-    if (opts.credentialAttributes.has(kv.key)) {
-      const c = readCredential(kv, opts);
-      if (presents(kv.key)) first ??= c;
-    } else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
+    if (opts.credentialAttributes.has(kv.key)) first = takeCredential(kv, opts, first);
+    else if (CREDENTIAL_ATTR_KEYS.has(kv.key)) forwarded = true;
   }
   return first || forwarded ? settleCredential(span, first, forwarded, opts) : undefined;
 }

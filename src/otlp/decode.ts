@@ -4,7 +4,7 @@
 // are not protobuf, text that is not JSON) fails the whole request as BadInputError.
 import { BadInputError } from '../errors.ts';
 import { ExportTraceServiceRequest, Long } from './proto.ts';
-import { idProblem, parseHexId, SPAN_ID_BYTES, TRACE_ID_BYTES } from './ids.ts';
+import { idProblem, parseHexId, sameId, SPAN_ID_BYTES, TRACE_ID_BYTES } from './ids.ts';
 import type { AnyValue, Int64, KeyValue, ResourceSpans, ScopeSpans, Span, TraceBatch } from './types.ts';
 
 export interface DecodedTraces {
@@ -75,10 +75,6 @@ function filterValidSpans(spans: Span[], path: string, rejections: Rejections): 
     rejections.add(1, `${path}[${i}].${problem}`);
   }
   return kept ?? spans;
-}
-
-function sameId(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
-  return !!a && !!b && a.length > 0 && a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 function spanIdProblem(span: Span): string | undefined {
@@ -249,6 +245,12 @@ function normalizeAttributed(o: Record<string, unknown>, path: string): void {
  */
 export const MAX_VALUE_DEPTH = 32;
 
+function hasSecondKey(o: Record<string, unknown>): boolean {
+  let keys = 0;
+  for (const _ in o) if (++keys > 1) return true;
+  return false;
+}
+
 const ANY_VALUE_MEMBERS = ['stringValue', 'string_value', 'boolValue', 'bool_value', 'intValue', 'int_value', 'doubleValue', 'double_value', 'bytesValue', 'bytes_value', 'arrayValue', 'array_value', 'kvlistValue', 'kvlist_value'];
 
 function jsonKeyValues(v: unknown, path: string, depth = 0): KeyValue[] {
@@ -302,8 +304,8 @@ function jsonAnyValue(v: unknown, path: string, depth: number): AnyValue {
     kvl.values = jsonKeyValues(kvl.values, `${path}.kvlistValue.values`, depth + 1);
   }
   // Any other member sent beside it is dropped, unread (normalize and the exporters see one);
-  // a snake_case spelling was copied to the camelCase one by field().
-  for (const k of ANY_VALUE_MEMBERS) if (k !== member && k in v) delete v[k];
+  // a snake_case spelling was copied to the camelCase one by field(). Most values have one key.
+  if (hasSecondKey(v)) for (const k of ANY_VALUE_MEMBERS) if (k !== member && k in v) delete v[k];
   return v as AnyValue;
 }
 
@@ -324,7 +326,8 @@ export function described(v: unknown): string {
   if (typeof v === 'string') return `a string of ${v.length} characters`;
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (v === null) return 'null';
-  return Array.isArray(v) ? 'an array' : `${typeof v === 'object' ? 'an object' : typeof v}`;
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : typeof v;
 }
 
 /**
@@ -343,6 +346,13 @@ const BASE64_VALUE_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 const UINT64_MAX = 2n ** 64n - 1n;
 const INT64_MAX = 2n ** 63n - 1n;
 const INT64_MIN = -(2n ** 63n);
+
+/** A decimal string within [min, max]; only one of 19 digits or more can be out (timestamps have 19: this runs per span). */
+function inRange(s: string, min: bigint, max: bigint): boolean {
+  if (s.length < 19) return true;
+  const n = BigInt(s);
+  return n >= min && n <= max;
+}
 const INT_RE = /^-?\d{1,19}$/;
 
 function jsonUint64(v: unknown, path: string): Int64 {
@@ -351,7 +361,7 @@ function jsonUint64(v: unknown, path: string): Int64 {
     if (!Number.isInteger(v) || v < 0) throw new FieldError(path, `must be a non-negative integer, got ${described(v)}`);
     return Number.isSafeInteger(v) ? v : Long.fromNumber(v, true);
   }
-  if (typeof v === 'string' && UINT_RE.test(v) && BigInt(v) <= UINT64_MAX) return Long.fromString(v, true);
+  if (typeof v === 'string' && UINT_RE.test(v) && inRange(v, 0n, UINT64_MAX)) return Long.fromString(v, true);
   throw new FieldError(path, `must be an unsigned 64-bit integer (a decimal string or number), got ${described(v)}`);
 }
 
@@ -361,7 +371,7 @@ function jsonInt64(v: unknown, path: string): Int64 {
     if (!Number.isInteger(v)) throw new FieldError(path, `must be an integer, got ${described(v)}`);
     return Number.isSafeInteger(v) ? v : Long.fromNumber(v, false);
   }
-  if (typeof v === 'string' && INT_RE.test(v) && BigInt(v) >= INT64_MIN && BigInt(v) <= INT64_MAX) return Long.fromString(v, false);
+  if (typeof v === 'string' && INT_RE.test(v) && inRange(v, INT64_MIN, INT64_MAX)) return Long.fromString(v, false);
   throw new FieldError(path, `must be a 64-bit integer (a decimal string or number), got ${described(v)}`);
 }
 

@@ -13,6 +13,11 @@ export function toHex(id: Uint8Array | null | undefined): string {
   return Buffer.from(id.buffer, id.byteOffset, id.byteLength).toString('hex');
 }
 
+/** Both ids present (non-empty) and equal. */
+export function sameId(a: Uint8Array | null | undefined, b: Uint8Array | null | undefined): boolean {
+  return !!a && !!b && a.length > 0 && a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
 export function isAllZero(id: Uint8Array): boolean {
   for (let i = 0; i < id.length; i++) if (id[i] !== 0) return false;
   return true;

@@ -10,7 +10,7 @@
 // removed and fingerprint-shaped values are fingerprinted like any other value.
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
-import type { TraceBatch } from '../otlp/types.ts';
+import type { Span, TraceBatch } from '../otlp/types.ts';
 import { CredentialKeys, CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES, loadHmacKey } from '../agent/credentials.ts';
 import { normalizeSpan, redactSpan, replaceCredentials, type NormalizeOptions, type SpanView } from '../agent/view.ts';
 import { StringPool } from '../agent/values.ts';
@@ -68,31 +68,30 @@ export class Normalize implements Processor {
 
   /** mode: redact — credentials replaced and described, no view. */
   redact(batch: TraceBatch): void {
-    for (const rs of batch.resourceSpans) {
-      replaceCredentials(rs.resource?.attributes, this.#opts);
-      for (const ss of rs.scopeSpans) {
-        replaceCredentials(ss.scope?.attributes, this.#opts);
-        for (const span of ss.spans) redactSpan(span, this.#opts);
-      }
-    }
+    this.#eachSpan(batch, (span) => void redactSpan(span, this.#opts));
   }
 
   normalize(batch: TraceBatch): SpanView[] {
     const views: SpanView[] = new Array(batch.spanCount);
     let i = 0;
+    this.#eachSpan(batch, (span) => {
+      const v = normalizeSpan(span, this.#opts);
+      if (this.#roles.size > 0 && v.agent) v.agent = this.#roles.get(v.agent) ?? v.agent;
+      views[i++] = v;
+    });
+    views.length = i;
+    return views;
+  }
+
+  /** Every span of the batch in order, after the credentials of its resource and scope are replaced (both modes). */
+  #eachSpan(batch: TraceBatch, onSpan: (span: Span) => void): void {
     for (const rs of batch.resourceSpans) {
       replaceCredentials(rs.resource?.attributes, this.#opts);
       for (const ss of rs.scopeSpans) {
         replaceCredentials(ss.scope?.attributes, this.#opts);
-        for (const span of ss.spans) {
-          const v = normalizeSpan(span, this.#opts);
-          if (this.#roles.size > 0 && v.agent) v.agent = this.#roles.get(v.agent) ?? v.agent;
-          views[i++] = v;
-        }
+        for (const span of ss.spans) onSpan(span);
       }
     }
-    views.length = i;
-    return views;
   }
 }
 

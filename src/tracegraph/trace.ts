@@ -5,7 +5,7 @@
 // agent changes; delegation edges come from the tree (parent/child, remote invoke_agent)
 // and from explicit records (handoffs, graph.node.parent_id, gen_ai.transfer.*, span links).
 // Depth, root and path are derived lazily, once per change of the trace.
-import type { SpanView, Workload } from '../agent/view.ts';
+import { SpanView, type Workload } from '../agent/view.ts';
 import type { Finding } from '../detect/finding.ts';
 import { StringPool } from '../agent/values.ts';
 
@@ -35,16 +35,16 @@ class SpanExtra {
   readonly argTargets: readonly string[] | undefined;
   readonly links: readonly LinkRef[] | undefined;
 
-  constructor(view: SpanView | undefined, links: LinkRef[] | undefined) {
-    this.transferTo = view?.transferTo ?? '';
-    this.handoffFrom = view?.handoffFrom ?? '';
-    this.graphNodeId = view?.graphNodeId ?? '';
-    this.graphNodeParentId = view?.graphNodeParentId ?? '';
-    this.remoteAgent = view?.remoteAgent ?? '';
-    this.mcp = view && (view.mcpMethod || view.mcpResource) ? `${view.mcpMethod} ${view.mcpResource}`.trim() : '';
-    this.mcpMethod = view?.mcpMethod ?? '';
-    this.db = view?.db ?? '';
-    this.argTargets = view?.argTargets;
+  constructor(view: SpanView, links: LinkRef[] | undefined) {
+    this.transferTo = view.transferTo;
+    this.handoffFrom = view.handoffFrom;
+    this.graphNodeId = view.graphNodeId;
+    this.graphNodeParentId = view.graphNodeParentId;
+    this.remoteAgent = view.remoteAgent;
+    this.mcp = view.mcpMethod || view.mcpResource ? `${view.mcpMethod} ${view.mcpResource}`.trim() : '';
+    this.mcpMethod = view.mcpMethod;
+    this.db = view.db;
+    this.argTargets = view.argTargets;
     this.links = links;
   }
 
@@ -55,7 +55,8 @@ class SpanExtra {
   }
 }
 
-const NO_EXTRA = new SpanExtra(undefined, undefined);
+/** What a span with none of them shares: the parts of an empty view. */
+const NO_EXTRA = new SpanExtra(new SpanView(), undefined);
 
 const JUDGED = 1;
 const NAMED = 2;
