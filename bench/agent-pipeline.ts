@@ -14,11 +14,11 @@
 //                             and print its top self-time functions
 //   BENCH_RESULTS_AGENT       where to write the JSON figures (default: a file in the OS temp dir)
 import { execFileSync, fork } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startCollector, stopMeasured } from './collector-process.ts';
+import { configVariant, startCollector, stopMeasured } from './collector-process.ts';
 import { buildAgentPool } from './agent-payload.ts';
 import type { MemoryResult, ThroughputResult } from './agent-inprocess.ts';
 import { runLoadWindow, type LoadWindow } from './load-window.ts';
@@ -167,10 +167,7 @@ async function main(): Promise<void> {
     const pool = buildAgentPool(E2E_TRACE_SIZES, E2E_POOL_REQUESTS);
     const poolFile = join(tmp, 'agent-requests.bin');
     writePoolFile(poolFile, pool.requests);
-    const noHoldConfig = join(tmp, 'agentsec-no-hold.yaml');
-    const shipped = readFileSync(CONFIG, 'utf8');
-    if (!shipped.includes('\n  enrich: {}\n')) throw new Error(`${CONFIG}: no \`enrich: {}\` to give a hold of 0`);
-    writeFileSync(noHoldConfig, shipped.replace('\n  enrich: {}\n', '\n  enrich: { hold: 0s }\n'));
+    const noHoldConfig = configVariant(CONFIG, 'enrich', '{ hold: 0s }', tmp, 'agentsec-no-hold.yaml');
     const e2e: E2eResult[] = [];
     for (const hold of E2E_HOLDS) {
       for (let round = 1; round <= ROUNDS; round++) {

@@ -3,7 +3,8 @@
 // passed through the AGENTSEC_*_ENDPOINT variables that the embedded configs honour; it is
 // ready when its admin endpoint's /readyz answers 200. Logs go to a file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -169,4 +170,17 @@ export function logTail(path: string, lines = 20): string {
   } catch {
     return '(no log)';
   }
+}
+
+/**
+ * A shipped config (path from the repository) with one processor's settings changed, written to
+ * `dir/name`: `processors.<processor>: {}` becomes `processors.<processor>: <settings>`.
+ */
+export function configVariant(config: string, processor: string, settings: string, dir: string, name: string): string {
+  const text = readFileSync(join(REPO_DIR, config), 'utf8');
+  const empty = `\n  ${processor}: {}\n`;
+  if (!text.includes(empty)) throw new Error(`${config}: no \`${processor}: {}\` to configure`);
+  const path = join(dir, name);
+  writeFileSync(path, text.replace(empty, `\n  ${processor}: ${settings}\n`));
+  return path;
 }

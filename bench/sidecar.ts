@@ -27,7 +27,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseAllDocuments } from 'yaml';
-import { startCollector, stopMeasured } from './collector-process.ts';
+import { configVariant, startCollector, stopMeasured } from './collector-process.ts';
 import { cpuMeters, pacedLoad } from './detection-window.ts';
 import { buildBenignTemplate, encodeRequest, idOffsets } from './detection-payload.ts';
 import { CredentialReader, DEFAULT_CREDENTIAL_ATTRIBUTES } from '../src/agent/credentials.ts';
@@ -164,11 +164,7 @@ async function measure(mode: Mode, sink: GrpcSink, files: PoolFiles, tmp: string
 
 /** config/agentsec-forward.yaml as a gateway behind sidecars configures normalize: their key, their claims trusted. */
 function trustingGateway(tmp: string): string {
-  const text = readFileSync(join(REPO_DIR, 'config/agentsec-forward.yaml'), 'utf8');
-  if (!text.includes('\n  normalize: {}\n')) throw new Error('config/agentsec-forward.yaml: no `normalize: {}` to configure');
-  const path = join(tmp, 'agentsec-gateway-trusting.yaml');
-  writeFileSync(path, text.replace('\n  normalize: {}\n', `\n  normalize: { hmac_key: "${HMAC_KEY}", trust_forwarded_claims: true }\n`));
-  return path;
+  return configVariant('config/agentsec-forward.yaml', 'normalize', `{ hmac_key: "${HMAC_KEY}", trust_forwarded_claims: true }`, tmp, 'agentsec-gateway-trusting.yaml');
 }
 
 async function main(): Promise<void> {
