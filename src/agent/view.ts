@@ -93,6 +93,12 @@ export interface NormalizeOptions {
    * fingerprint-shaped ones too) and agentsec.credential.* attributes that arrive are removed.
    */
   trustForwarded?: boolean;
+  /** Counts the changes made to spans (a value replaced, attributes removed or added): a caller compares it before and after. */
+  edits?: number;
+}
+
+function edited(opts: NormalizeOptions): void {
+  opts.edits = (opts.edits ?? 0) + 1;
 }
 
 /** The scheme of a credential value that arrived as a fingerprint, when nothing trusted says more. */
@@ -326,6 +332,7 @@ function readCredential(kv: KeyValue, opts: NormalizeOptions): CredentialUse | u
     return opts.credentials.read(r);
   });
   // Replace in place: the secret never travels further than this function.
+  if (replaced) edited(opts);
   if (replaced) kv.value = creds.length === 1 && !value.arrayValue ? { stringValue: creds[0]!.fingerprint } : { arrayValue: { values: creds.map((c) => ({ stringValue: c.fingerprint })) } };
   return { ...creds[0]!, attribute: kv.key };
 }
@@ -366,8 +373,10 @@ function settleCredential(span: Span, first: CredentialUse | undefined, forwarde
       if (from) return from;
     }
     span.attributes = attrs = attrs.filter((kv) => !CREDENTIAL_ATTR_KEYS.has(kv.key) || opts.credentialAttributes.has(kv.key));
+    edited(opts);
   }
   if (first && first.scheme !== FORWARDED_SCHEME) {
+    edited(opts);
     for (const kv of credentialAttributes(first, first.attribute)) attrs.push(kv);
   }
   return first;

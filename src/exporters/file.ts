@@ -7,7 +7,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { z } from 'zod';
 import type { ExporterFactory, Settings } from '../component/types.ts';
-import { encodeTraceJson } from '../otlp/encode.ts';
+import { batchJson } from '../otlp/encoded-batch.ts';
 import type { TraceBatch } from '../otlp/types.ts';
 import { createExporter, IN_REQUEST_PATH } from '../pipeline/exporter-helper.ts';
 
@@ -45,12 +45,9 @@ export class RotatingFile {
     this.#size = (await this.#handle.stat()).size;
   }
 
-  /**
-   * Serialized so that rotation never interleaves with a write. The text is turned into UTF-8
-   * once, here: its size and the write both use those bytes.
-   */
-  append(text: string): Promise<void> {
-    const bytes = Buffer.from(text);
+  /** Serialized so that rotation never interleaves with a write. Text is turned into UTF-8 once, here. */
+  append(text: string | Buffer): Promise<void> {
+    const bytes = typeof text === 'string' ? Buffer.from(text) : text;
     const run = this.#tail.then(() => this.#write(bytes));
     this.#tail = run.catch(() => undefined);
     return run;
@@ -96,7 +93,7 @@ export function createFileExporter(set: Settings, cfg: FileExporterConfig) {
       },
       shutdown: () => file.close(),
     },
-    async (batch: TraceBatch) => file.append(encodeTraceJson(batch.resourceSpans) + '\n'),
+    async (batch: TraceBatch) => file.append(batchJson(batch, '\n')),
   );
 }
 

@@ -1,6 +1,6 @@
 // OTLP/gRPC transport: one unary TraceService/Export call per attempt on the shared grpc-js
 // client (otlp-client.ts), with the request already encoded.
-import { encodeTraceProtobuf } from '../otlp/encode.ts';
+import { batchProtobuf } from '../otlp/encoded-batch.ts';
 import { TRACE_EXPORT_PATH } from '../otlp/proto.ts';
 import type { OtlpExporterSettings } from './otlp.ts';
 import { grpcExporter, type OtlpTarget } from './otlp-client.ts';
@@ -13,7 +13,7 @@ export function grpcTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
   const exporter = grpcExporter(target, tls, cfg.headers, cfg.compression === 'gzip' ? { 'grpc.default_compression_algorithm': GZIP } : {});
   return {
     // Compression, when on, is grpc-js's: per attempt, asynchronous (zlib's thread pool).
-    encode: (batch) => encodeTraceProtobuf(batch.resourceSpans),
+    encode: (batch) => batchProtobuf(batch),
     send: async (request, signal) => {
       const response = await exporter.call(TRACE_EXPORT_PATH, request, cfg.timeout, signal);
       return response && partialSuccessFromProtobuf(response);

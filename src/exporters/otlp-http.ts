@@ -2,7 +2,7 @@
 // protobuf or JSON, gzip when configured, partial success read from a 2xx answer.
 import { promisify } from 'node:util';
 import { gzip } from 'node:zlib';
-import { encodeTraceJson, encodeTraceProtobuf } from '../otlp/encode.ts';
+import { batchJson, batchProtobuf } from '../otlp/encoded-batch.ts';
 import type { OtlpExporterSettings } from './otlp.ts';
 import { httpFailure, httpPoster, rpcStatusDetail } from './http-client.ts';
 import { partialSuccessFromJson, partialSuccessFromProtobuf, type OtlpTarget, type OtlpTransport, type TlsMaterial } from './otlp-transport.ts';
@@ -25,7 +25,7 @@ export function httpTransport(cfg: OtlpExporterSettings, target: OtlpTarget, tls
   });
   return {
     encode(batch) {
-      const encoded = json ? Buffer.from(encodeTraceJson(batch.resourceSpans)) : encodeTraceProtobuf(batch.resourceSpans);
+      const encoded = json ? batchJson(batch) : batchProtobuf(batch);
       // Compressed once, off the event loop (zlib's thread pool); the queue holds the result.
       return cfg.compression === 'gzip' ? gzipAsync(encoded, { level: cfg.compression_level ?? DEFAULT_GZIP_LEVEL }) : encoded;
     },

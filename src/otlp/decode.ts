@@ -5,6 +5,7 @@
 import { BadInputError } from '../errors.ts';
 import { ExportTraceServiceRequest, Long } from './proto.ts';
 import { idProblem, parseHexId, sameId, SPAN_ID_BYTES, TRACE_ID_BYTES } from './ids.ts';
+import { FieldReader, WIRE_LEN } from './wire.ts';
 import type { AnyValue, Int64, KeyValue, ResourceSpans, ScopeSpans, Span, TraceBatch } from './types.ts';
 
 export interface DecodedTraces {
@@ -49,17 +50,74 @@ export function decodeTraceProtobuf(body: Uint8Array): DecodedTraces {
   }
   const resourceSpans = msg.resourceSpans ?? [];
   const rejections = new Rejections();
+  const ranges = wireRanges(body);
   let spanCount = 0;
+  let spanAt = 0;
+  let scopeCount = 0;
   for (let r = 0; r < resourceSpans.length; r++) {
     const scopes = resourceSpans[r]!.scopeSpans;
+    scopeCount += scopes.length;
     for (let s = 0; s < scopes.length; s++) {
       const ss = scopes[s]!;
-      const kept = filterValidSpans(ss.spans, `resource_spans[${r}].scope_spans[${s}].spans`, rejections);
-      if (kept !== ss.spans) ss.spans = kept;
+      const all = ss.spans;
+      const kept = filterValidSpans(all, `resource_spans[${r}].scope_spans[${s}].spans`, rejections);
+      if (ranges && (kept !== all || spanCount !== spanAt)) moveKeptRanges(ranges.spans, spanCount, spanAt, all, kept);
+      if (kept !== all) ss.spans = kept;
+      spanAt += all.length;
       spanCount += kept.length;
     }
   }
-  return rejections.result(resourceSpans, spanCount);
+  const decoded = rejections.result(resourceSpans, spanCount);
+  if (ranges && ranges.resourceSpans.length === 2 * resourceSpans.length && ranges.scopeSpans.length === 2 * scopeCount && spanAt === ranges.spans.length / 2) {
+    decoded.batch.source = { ...ranges, spans: ranges.spans.subarray(0, 2 * spanCount) };
+  }
+  return decoded;
+}
+
+/**
+ * Where each ResourceSpans, ScopeSpans and Span of a request lies ([start, end) pairs, in the
+ * order protobufjs decodes them), or undefined when the bytes are not laid out as one message per
+ * part (a singular message field sent twice, which protobuf merges): those batches keep no source.
+ */
+function wireRanges(body: Uint8Array): { bytes: Buffer; resourceSpans: Int32Array; scopeSpans: Int32Array; spans: Int32Array } | undefined {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const rsList: number[] = [];
+  const ssList: number[] = [];
+  const spanList: number[] = [];
+  const top = new FieldReader(bytes);
+  const rsReader = new FieldReader(bytes);
+  const ssReader = new FieldReader(bytes);
+  while (top.next()) {
+    if (top.field !== 1 || top.wire !== WIRE_LEN) continue;
+    rsList.push(top.start, top.stop);
+    let resources = 0;
+    rsReader.reset(bytes, top.start, top.stop);
+    while (rsReader.next()) {
+      if (rsReader.wire !== WIRE_LEN) continue;
+      if (rsReader.field === 1 && ++resources > 1) return undefined;
+      if (rsReader.field !== 2) continue;
+      ssList.push(rsReader.start, rsReader.stop);
+      let scopes = 0;
+      ssReader.reset(bytes, rsReader.start, rsReader.stop);
+      while (ssReader.next()) {
+        if (ssReader.wire !== WIRE_LEN) continue;
+        if (ssReader.field === 1 && ++scopes > 1) return undefined;
+        if (ssReader.field === 2) spanList.push(ssReader.start, ssReader.stop);
+      }
+    }
+  }
+  return { bytes, resourceSpans: Int32Array.from(rsList), scopeSpans: Int32Array.from(ssList), spans: Int32Array.from(spanList) };
+}
+
+/** Moves the ranges of `kept` (of `all`, the spans from `at` in the request) to span position `out`, past those of rejected spans. */
+function moveKeptRanges(ranges: Int32Array, out: number, at: number, all: readonly Span[], kept: readonly Span[]): void {
+  let k = 0;
+  for (let i = 0; i < all.length; i++) {
+    if (all[i] !== kept[k]) continue;
+    ranges[2 * (out + k)] = ranges[2 * (at + i)]!;
+    ranges[2 * (out + k) + 1] = ranges[2 * (at + i) + 1]!;
+    k++;
+  }
 }
 
 /** Returns `spans` itself when all are valid (the common case allocates nothing). */

@@ -3,6 +3,7 @@
 // strings, bytes as base64).
 import { Long } from './proto.ts';
 import { toHex } from './ids.ts';
+import { varintSize, writeVarint } from './wire.ts';
 import type { AnyValue, Int64, InstrumentationScope, KeyValue, Resource, ResourceSpans, ScopeSpans, Span, SpanEvent, SpanLink, SpanStatus } from './types.ts';
 
 // ---------------------------------------------------------------- protobuf
@@ -53,11 +54,22 @@ export function encodeTraceProtobuf(resourceSpans: readonly ResourceSpans[]): Bu
   return buf;
 }
 
-// --- sizes (pass 1)
-
-function varintSize(v: number): number {
-  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+/**
+ * One Span message's fields, without its key and length: a span to splice into a request built
+ * from other spans' bytes, or fields to append to a span's bytes (a partial Span: its absent
+ * fields are left out, and a repeated field appended to a message adds to it).
+ */
+export function encodeSpanBody(span: Span): Buffer {
+  recTop = 0;
+  const size = sizeSpan(span);
+  const buf = Buffer.allocUnsafe(size);
+  recAt = 0;
+  const pos = writeSpan(buf, 0, span);
+  if (pos !== size || recAt !== recTop) throw new Error(`protobuf encoder inconsistency: wrote ${pos} of ${size} bytes`);
+  return buf;
 }
+
+// --- sizes (pass 1)
 
 /** Reserves a record slot (filled once the nested message is measured). */
 function slot(): number {
@@ -397,15 +409,6 @@ function tagLen(buf: Buffer, pos: number, key: number): number {
   return pos + 1;
 }
 
-function writeVarint(buf: Buffer, pos: number, v: number): number {
-  while (v > 0x7f) {
-    buf[pos++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  buf[pos++] = v;
-  return pos;
-}
-
 function writeVarint64(buf: Buffer, pos: number): number {
   let l = lo;
   let h = hi;
@@ -738,7 +741,7 @@ export function int64String(v: Int64 | null | undefined): string {
  * An unsigned 64-bit integer (two 32-bit halves) in decimal, with doubles only: below 2^53
  * directly, above in base-10^7 digits of 24-bit chunks (Closure's joinUnsignedDecimalString).
  */
-function uint64String(low: number, high: number): string {
+export function uint64String(low: number, high: number): string {
   if (high <= 0x1fffff) return String(high * 0x100000000 + low);
   const a = low & 0xffffff;
   const b = ((low >>> 24) | (high << 8)) & 0xffffff;

@@ -91,6 +91,27 @@ export interface TraceBatch {
   resourceSpans: ResourceSpans[];
   /** Spans in the batch, counted once by the receiver. */
   spanCount: number;
+  /** Where the decoded parts lie in the protobuf request they came from (receivers' protobuf path). */
+  source?: WireSource;
+  /**
+   * The batch as ExportTraceServiceRequest bytes, when it travels encoded (after enrich's hold):
+   * exporters send or transcode these instead of encoding objects. Never changed in place.
+   */
+  readonly protobuf?: Buffer;
+}
+
+/**
+ * A decoded batch's request bytes and where each part lies in them ([start, end) pairs, in
+ * batch order; rejected spans left out), so that a part nothing changed can leave as the bytes
+ * it came in.
+ */
+export interface WireSource {
+  readonly bytes: Buffer;
+  readonly resourceSpans: Int32Array;
+  readonly scopeSpans: Int32Array;
+  readonly spans: Int32Array;
+  /** Parts (spans, resources, scopes) a processor changed (normalize replacing credentials): their bytes are stale. */
+  rewritten?: Set<object>;
 }
 
 export function countSpans(resourceSpans: readonly ResourceSpans[]): number {

@@ -6,6 +6,7 @@
 import type { ConsumeContext, TracesConsumer } from '../component/types.ts';
 import { isPermanent } from '../errors.ts';
 import type { TraceBatch } from '../otlp/types.ts';
+import { copyBatch } from '../otlp/encoded-batch.ts';
 
 export function fanout(consumers: readonly TracesConsumer[]): TracesConsumer {
   if (consumers.length === 1) return consumers[0]!;
@@ -26,14 +27,10 @@ export function fanout(consumers: readonly TracesConsumer[]): TracesConsumer {
       return first;
     },
     async consume(batch: TraceBatch, ctx: ConsumeContext): Promise<void> {
-      const results = await Promise.allSettled(consumers.map((c, i) => c.consume(needsCopy[i] ? cloneBatch(batch) : batch, ctx)));
+      const results = await Promise.allSettled(consumers.map((c, i) => c.consume(needsCopy[i] ? copyBatch(batch) : batch, ctx)));
       const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
       if (failures.length === 0) return;
       throw failures.find((e) => !isPermanent(e)) ?? failures[0];
     },
   };
-}
-
-export function cloneBatch(batch: TraceBatch): TraceBatch {
-  return structuredClone(batch);
 }

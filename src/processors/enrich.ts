@@ -9,9 +9,17 @@
 // request would cap every client that exports one batch at a time. The hold is bounded in
 // spans; past it, and while the next component refuses, new data is refused with a retryable
 // status, so back-pressure still reaches clients and nothing accepted is dropped silently.
+//
+// A batch that came as protobuf is held as its request bytes, not decoded (see otlp/splice.ts),
+// and leaves as bytes with the attributes appended to its spans: exporters send or transcode
+// them (EncodedTraceBatch). Decoded spans held for the hold's length outlive the young
+// generation and cost more in garbage collection than the whole rest of the pipeline.
 import { z } from 'zod';
 import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsumer } from '../component/types.ts';
-import type { KeyValue, Span, TraceBatch } from '../otlp/types.ts';
+import type { Int64, KeyValue, Span, SpanEvent, TraceBatch } from '../otlp/types.ts';
+import { encodeSpanBody, encodeTraceProtobuf } from '../otlp/encode.ts';
+import { EncodedTraceBatch } from '../otlp/encoded-batch.ts';
+import { holdWire, spanEndTime, spliceRequest, type HeldWire } from '../otlp/splice.ts';
 import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
 import { errorMessage, findRetryable, isPermanent, RetryableError } from '../errors.ts';
@@ -21,7 +29,7 @@ import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
 export const EnrichConfig = z.strictObject({
   /** How long a batch waits for related spans before it leaves; 0 enriches and forwards at once. */
   hold: duration.prefault('500ms'),
-  /** Spans held at most (about 3 KB each, decoded); beyond, data is refused (retryable) until the hold drains. */
+  /** Spans held at most (held as the bytes they came in, about 0.7 KB each; decoded, about 3 KB, when they came as JSON); beyond, data is refused (retryable) until the hold drains. */
   max_held_spans: z.number().int().positive().default(100_000),
   /**
    * How long the oldest held batch may stay past its hold (the exporters falling behind) before
@@ -44,12 +52,15 @@ export const ATTR = {
 } as const;
 
 interface Held {
-  batch: TraceBatch;
+  /** The batch as bytes (its decoded objects let go), or, without a source, decoded. */
+  wire: HeldWire | undefined;
+  batch: TraceBatch | undefined;
+  spanCount: number;
   nodes: SpanNode[];
   ctx: ConsumeContext;
   due: number;
-  /** Written once: a batch the next component refused waits enriched, and is not enriched twice. */
-  enriched: boolean;
+  /** Enriched and encoded once: a batch the next component refused waits so, and is not enriched twice. */
+  encoded: Buffer | undefined;
 }
 
 /** Due batches sent on together, at most (one export instead of many small ones). */
@@ -63,42 +74,82 @@ export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void
     for (const ss of rs.scopeSpans) {
       for (const span of ss.spans) {
         const s = nodes[i++];
-        const n = s?.agentNode;
-        if (!s || !n) continue;
-        if (!derived.has(s.trace)) {
-          s.trace.derive();
-          derived.add(s.trace);
-        }
-        const added: KeyValue[] = [];
-        // A span of no agent (an HTTP server, a workflow wrapper) gets no role; nor does one that
-        // names no agent while its parent is still to come: its role is unknown, not guessed.
-        if (!n.transparent && (s.named || !s.awaitsAncestor())) {
-          added.push(
-            { key: ATTR.role, value: { stringValue: s.agent } },
-            { key: ATTR.depth, value: { intValue: n.depth } },
-            { key: ATTR.root, value: { stringValue: n.root } },
-            { key: ATTR.path, value: { stringValue: n.path } },
-          );
-        }
-        if (s.credential) added.push({ key: ATTR.fingerprint, value: { stringValue: s.credential } });
-        if (s.findings) addFindings(span, s.findings, added);
-        if (added.length === 0) continue;
-        const own = span.attributes ?? [];
-        // A span that passed another agentsec (a sidecar) has these keys already: ours win.
-        span.attributes = own.some((kv) => kv.key.startsWith('agentsec.') && kv.key in REPLACED) ? own.filter((kv) => !(kv.key in REPLACED)).concat(added) : own.concat(added);
+        const added = additions(s, derived);
+        if (added) enrichSpan(span, s!, added);
       }
     }
   }
 }
 
+/**
+ * The held batch enriched, as ExportTraceServiceRequest bytes: the attributes (and finding
+ * events) appended to each span's bytes, or written onto the spans held decoded and encoded.
+ */
+function enrichedRequest(h: Held): Buffer {
+  const wire = h.wire;
+  if (!wire) {
+    enrichBatch(h.batch!, h.nodes);
+    return encodeTraceProtobuf(h.batch!.resourceSpans);
+  }
+  const derived = new Set<TraceGraph>();
+  const appended: (Uint8Array | undefined)[] = new Array(h.spanCount);
+  for (let i = 0; i < h.spanCount; i++) {
+    const s = h.nodes[i];
+    const added = additions(s, derived);
+    if (!added) continue;
+    const span = wire.decoded.get(i);
+    if (span) enrichSpan(span, s!, added);
+    else appended[i] = encodeSpanBody({ attributes: added, events: s!.findings ? findingEvents(s!.findings, spanEndTime(wire, i)) : null } as Span);
+  }
+  return spliceRequest(wire, appended);
+}
+
+/**
+ * What a span gets from its graph summary (undefined: nothing): its role, chain and credential
+ * fingerprint, and the attributes of its findings.
+ */
+function additions(s: SpanNode | undefined, derived: Set<TraceGraph>): KeyValue[] | undefined {
+  const n = s?.agentNode;
+  if (!s || !n) return undefined;
+  if (!derived.has(s.trace)) {
+    s.trace.derive();
+    derived.add(s.trace);
+  }
+  const added: KeyValue[] = [];
+  // A span of no agent (an HTTP server, a workflow wrapper) gets no role; nor does one that
+  // names no agent while its parent is still to come: its role is unknown, not guessed.
+  if (!n.transparent && (s.named || !s.awaitsAncestor())) {
+    added.push(
+      { key: ATTR.role, value: { stringValue: s.agent } },
+      { key: ATTR.depth, value: { intValue: n.depth } },
+      { key: ATTR.root, value: { stringValue: n.root } },
+      { key: ATTR.path, value: { stringValue: n.path } },
+    );
+  }
+  if (s.credential) added.push({ key: ATTR.fingerprint, value: { stringValue: s.credential } });
+  if (s.findings) addFindingAttributes(s.findings, added);
+  return added.length > 0 ? added : undefined;
+}
+
+/** Writes the additions onto a decoded span. A span that passed another agentsec (a sidecar) may have these keys already: ours win. */
+function enrichSpan(span: Span, s: SpanNode, added: KeyValue[]): void {
+  if (s.findings) span.events = (span.events ?? []).concat(findingEvents(s.findings, span.endTimeUnixNano ?? span.startTimeUnixNano ?? 0));
+  const own = span.attributes ?? [];
+  span.attributes = hasOurKeys(own) ? own.filter((kv) => !(kv.key in REPLACED)).concat(added) : own.concat(added);
+}
+
 const REPLACED: Record<string, true> = Object.fromEntries(Object.values(ATTR).map((k) => [k, true]));
+
+function hasOurKeys(attrs: readonly KeyValue[]): boolean {
+  return attrs.some((kv) => kv.key.startsWith('agentsec.') && kv.key in REPLACED);
+}
 
 /**
  * The findings a span shows (DESIGN §4): the most severe kind as a plain string (Jaeger compares
  * array tags as JSON strings, so an exact tag search needs a string), all kinds, the highest
- * severity, and an agentsec.finding event per finding.
+ * severity; and (findingEvents) an agentsec.finding event per finding.
  */
-function addFindings(span: Span, findings: readonly Finding[], added: KeyValue[]): void {
+function addFindingAttributes(findings: readonly Finding[], added: KeyValue[]): void {
   const worst = findings.reduce((a, b) => (severityRank(b.severity) > severityRank(a.severity) ? b : a));
   const kinds = [...new Set(findings.map((f) => f.kind))];
   added.push(
@@ -106,20 +157,20 @@ function addFindings(span: Span, findings: readonly Finding[], added: KeyValue[]
     { key: ATTR.findingKinds, value: { arrayValue: { values: kinds.map((k) => ({ stringValue: k })) } } },
     { key: ATTR.findingSeverity, value: { stringValue: worst.severity } },
   );
-  const at = span.endTimeUnixNano ?? span.startTimeUnixNano ?? 0;
-  span.events = (span.events ?? []).concat(
-    findings.map((f) => ({
-      timeUnixNano: at,
-      name: 'agentsec.finding',
-      attributes: [
-        { key: 'agentsec.finding.id', value: { stringValue: f.id } },
-        { key: 'agentsec.finding.kind', value: { stringValue: f.kind } },
-        { key: 'agentsec.finding.severity', value: { stringValue: f.severity } },
-        { key: 'agentsec.finding.owasp', value: { stringValue: f.owasp } },
-        { key: 'agentsec.finding.summary', value: { stringValue: f.summary } },
-      ],
-    })),
-  );
+}
+
+function findingEvents(findings: readonly Finding[], at: Int64): SpanEvent[] {
+  return findings.map((f) => ({
+    timeUnixNano: at,
+    name: 'agentsec.finding',
+    attributes: [
+      { key: 'agentsec.finding.id', value: { stringValue: f.id } },
+      { key: 'agentsec.finding.kind', value: { stringValue: f.kind } },
+      { key: 'agentsec.finding.severity', value: { stringValue: f.severity } },
+      { key: 'agentsec.finding.owasp', value: { stringValue: f.owasp } },
+      { key: 'agentsec.finding.summary', value: { stringValue: f.summary } },
+    ],
+  }));
 }
 
 export class Enrich implements Processor {
@@ -158,7 +209,9 @@ export class Enrich implements Processor {
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
     const refused = this.#refusal(batch.spanCount);
     if (refused) return Promise.reject(refused);
-    this.#held.push({ batch, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: false });
+    // Held as its bytes where it has them: the decoded spans are let go now, young.
+    const wire = holdWire(batch, (span) => span.attributes != null && hasOurKeys(span.attributes));
+    this.#held.push({ wire, batch: wire ? undefined : batch, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, encoded: undefined });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();
   }
@@ -212,16 +265,25 @@ export class Enrich implements Processor {
       while (n < this.#held.length) {
         const h = this.#held[n]!;
         if (!flush && h.due > now) break;
-        if (n > 0 && (h.ctx.receiver !== first.ctx.receiver || h.ctx.transport !== first.ctx.transport || spans + h.batch.spanCount > MAX_SPANS_PER_RELEASE)) break;
-        if (!h.enriched) {
-          enrichBatch(h.batch, h.nodes);
-          h.enriched = true;
+        if (n > 0 && (h.ctx.receiver !== first.ctx.receiver || h.ctx.transport !== first.ctx.transport || spans + h.spanCount > MAX_SPANS_PER_RELEASE)) break;
+        if (h.encoded === undefined) {
+          try {
+            h.encoded = enrichedRequest(h);
+          } catch (err) {
+            // A batch that cannot be enriched now never will be: dropped, counted and logged,
+            // rather than holding up everything behind it.
+            this.#held.splice(n, 1);
+            this.#heldSpans -= h.spanCount;
+            this.#drop(h, err);
+            continue;
+          }
         }
-        spans += h.batch.spanCount;
+        spans += h.spanCount;
         n++;
       }
-      const group = this.#held.slice(0, n);
-      const out: TraceBatch = n === 1 ? first.batch : { resourceSpans: group.flatMap((h) => h.batch.resourceSpans), spanCount: spans };
+      if (n === 0) continue;
+      // Requests concatenated are one request: their resource_spans add up.
+      const out = n === 1 ? sent(first) : new EncodedTraceBatch(Buffer.concat(this.#held.slice(0, n).map((h) => h.encoded!)), spans);
       try {
         await this.#next.consume(out, first.ctx);
       } catch (err) {
@@ -245,19 +307,19 @@ export class Enrich implements Processor {
     for (let i = 0; i < n; i++) {
       const h = this.#held[0]!;
       try {
-        await this.#next.consume(h.batch, h.ctx);
+        await this.#next.consume(sent(h), h.ctx);
       } catch (err) {
         if (findRetryable(err)) return false;
         this.#drop(h, err);
       }
       this.#held.shift();
-      this.#heldSpans -= h.batch.spanCount;
+      this.#heldSpans -= h.spanCount;
     }
     return true;
   }
 
   #drop(h: Held, err: unknown): void {
-    const spans = h.batch.spanCount;
+    const spans = h.spanCount;
     const reason = isPermanent(err) ? 'permanent_error' : 'unexpected_error';
     this.#dropped.inc([this.#set.id, reason], spans);
     this.#set.logger[isPermanent(err) ? 'warn' : 'error']({ spans, reason, err: errorMessage(err) }, 'dropped spans the next component could not take');
@@ -278,6 +340,11 @@ export class Enrich implements Processor {
       this.#heldSpans = 0;
     }
   }
+}
+
+/** A held batch as it is sent on: enriched, encoded. */
+function sent(h: Held): EncodedTraceBatch {
+  return new EncodedTraceBatch(h.encoded!, h.spanCount);
 }
 
 export const enrichFactory: ProcessorFactory<typeof EnrichConfig> = {

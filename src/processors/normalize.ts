@@ -48,6 +48,7 @@ export class Normalize implements Processor {
       credentialAttributes: new CredentialKeys(cfg.credential_attributes),
       credentials: new CredentialReader(key),
       trustForwarded: cfg.trust_forwarded_claims,
+      edits: 0,
     };
     this.#roles = new Map(Object.entries(cfg.roles));
     this.#redact = cfg.mode === 'redact';
@@ -83,13 +84,34 @@ export class Normalize implements Processor {
     return views;
   }
 
-  /** Every span of the batch in order, after the credentials of its resource and scope are replaced (both modes). */
+  /**
+   * Every span of the batch in order, after the credentials of its resource and scope are
+   * replaced (both modes). What a pass changes is noted in the batch's source: its bytes no
+   * longer describe it.
+   */
   #eachSpan(batch: TraceBatch, onSpan: (span: Span) => void): void {
+    const opts = this.#opts;
+    const source = batch.source;
+    let edits = opts.edits!;
+    const changed = (part: object): void => {
+      if (opts.edits === edits) return;
+      edits = opts.edits!;
+      if (source) (source.rewritten ??= new Set()).add(part);
+    };
     for (const rs of batch.resourceSpans) {
-      replaceCredentials(rs.resource?.attributes, this.#opts);
+      if (rs.resource) {
+        replaceCredentials(rs.resource.attributes, opts);
+        changed(rs.resource);
+      }
       for (const ss of rs.scopeSpans) {
-        replaceCredentials(ss.scope?.attributes, this.#opts);
-        for (const span of ss.spans) onSpan(span);
+        if (ss.scope) {
+          replaceCredentials(ss.scope.attributes, opts);
+          changed(ss.scope);
+        }
+        for (const span of ss.spans) {
+          onSpan(span);
+          changed(span);
+        }
       }
     }
   }

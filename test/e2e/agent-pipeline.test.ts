@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startAgentCollector, type AgentCollector } from '../helpers/agent-collector.ts';
-import { postJson } from '../receivers/otlp-helpers.ts';
+import { postJson, postProtobuf } from '../receivers/otlp-helpers.ts';
+import { encodeTraceProtobuf } from '../../src/otlp/encode.ts';
 import { Normalize, NormalizeConfig } from '../../src/processors/normalize.ts';
 import { TraceGraphConfig, TraceGraphProcessor } from '../../src/processors/tracegraph.ts';
 import { graphJson } from '../../src/tracegraph/json.ts';
@@ -18,6 +19,8 @@ const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const RAW_BEARER = 'sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0';
 /** A second token on the same span, in another credential attribute. */
 const RAW_SECOND = 'sk-live-second-7c1d9e04b2aa4f31';
+/** A token on a span event only: replaced there, though the span presents no credential. */
+const RAW_IN_EVENT = 'sk-live-event-5e0b1c7d2f9a8e63';
 // {"alg":"HS256","typ":"JWT"} . {"sub":"user-42","azp":"orchestrator","scope":"customers:read","act":{"sub":"research","act":{"sub":"analysis"}}}
 const JWT =
   'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.' +
@@ -41,7 +44,10 @@ function span(id: string, parent: string, name: string, attrs: Attr[], t: number
 /** orchestrator → research → analysis, with credentials on the research and analysis calls. */
 const SPANS = [
   span('1', '', 'invoke_agent orchestrator', [['gen_ai.operation.name', 'invoke_agent'], ['gen_ai.agent.name', 'orchestrator']], 0),
-  span('2', '1', 'chat gpt-4o', [['gen_ai.operation.name', 'chat'], ['gen_ai.provider.name', 'openai'], ['gen_ai.request.model', 'gpt-4o'], ['server.address', 'api.openai.com']], 1),
+  {
+    ...span('2', '1', 'chat gpt-4o', [['gen_ai.operation.name', 'chat'], ['gen_ai.provider.name', 'openai'], ['gen_ai.request.model', 'gpt-4o'], ['server.address', 'api.openai.com']], 1),
+    events: [{ name: 'retry', timeUnixNano: '1763700000001000000', attributes: [{ key: 'http.request.header.authorization', value: { stringValue: `Bearer ${RAW_IN_EVENT}` } }] }],
+  },
   span('3', '1', 'execute_tool delegate', [['gen_ai.operation.name', 'execute_tool'], ['gen_ai.tool.name', 'delegate_research']], 2),
   span('4', '3', 'invoke_agent research', [['gen_ai.operation.name', 'invoke_agent'], ['gen_ai.agent.name', 'research']], 3),
   span('5', '4', 'execute_tool web_search', [['gen_ai.tool.name', 'web_search'], ['http.request.header.authorization', `Bearer ${RAW_BEARER}`], ['ai.request.headers.authorization', `Bearer ${RAW_SECOND}`]], 4),
@@ -75,16 +81,19 @@ describe('agent pipeline', () => {
     expect(g.nodes.find((n) => n.role === 'analysis')).toMatchObject({ depth: 2, tools: ['get_customer', 'query_db'], targets: ['customers.internal', 'mcp.internal'] });
   });
 
-  it('never lets a raw credential out: not in exported bytes, logs or API answers; its fingerprint is stable across restarts', async () => {
+  // Protobuf batches are held as their bytes (the changed spans decoded): both paths are checked.
+  it.each(['OTLP/JSON', 'OTLP/protobuf'])('never lets a raw credential out (%s in): not in exported bytes, logs or API answers; its fingerprint is stable across restarts', async (encoding) => {
     const dataDir = mkdtempSync(join(tmpdir(), 'agentsec-key-'));
     c = await startAgentCollector({ dataDir });
-    await postJson(c.httpUrl.slice(7), request(SPANS));
+    const sent = request(SPANS);
+    const answer = encoding === 'OTLP/JSON' ? await postJson(c.httpUrl.slice(7), sent) : await postProtobuf(c.httpUrl.slice(7), encodeTraceProtobuf(decodeTraceJson(JSON.stringify(sent)).batch.resourceSpans));
+    expect(answer.status).toBe(200);
     const exported = await c.exported(SPANS.length);
     const wire = Buffer.concat(c.backend.requests.map((r) => r.body)).toString('latin1');
     const api = JSON.stringify(await c.graph(TRACE)) + JSON.stringify(await (await fetch(`${c.collector.adminUrl}/api/inventory`)).json());
     const metrics = await (await fetch(`${c.collector.adminUrl}/metrics`)).text();
     const logs = JSON.stringify(c.collector.logs);
-    for (const secret of [RAW_BEARER, RAW_SECOND, JWT, JWT.split('.')[1]!, JWT.split('.')[2]!]) {
+    for (const secret of [RAW_BEARER, RAW_SECOND, RAW_IN_EVENT, JWT, JWT.split('.')[1]!, JWT.split('.')[2]!]) {
       for (const [where, text] of Object.entries({ wire, api, metrics, logs })) expect(text.includes(secret), `${where} holds a secret`).toBe(false);
     }
     const byId = new Map(exported.map((s) => [s.spanId, s.attributes]));

@@ -3,7 +3,10 @@
 // HTTP/protobuf and HTTP/JSON, and writes them with its file exporter. What leaves is checked
 // field by field against the SDK's own span objects, decoding the exported protobuf with the
 // OpenTelemetry JS project's own generated code (otlp-transformer's protobufjs root), not ours,
-// and reading the exported JSON with a reader written here from the OTLP/JSON rules.
+// and reading the exported JSON with a reader written here from the OTLP/JSON rules. Twice: as
+// received (the exporters encode decoded spans), and through normalize, tracegraph and enrich's
+// hold (the spans are held as the bytes they came in, leave with the agentsec.* attributes
+// appended to those bytes, and the file exporter transcodes the bytes to OTLP/JSON).
 import { createRequire } from 'node:module';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,41 +27,6 @@ const otelRoot = require('otlp-transformer-protobufjs/build/src/generated/root.j
   opentelemetry: { proto: { collector: { trace: { v1: { ExportTraceServiceRequest: { decode(b: Uint8Array): { resourceSpans: never[] } } } } } } };
 };
 const OtelExportTraceServiceRequest = otelRoot.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
-
-let backend: FakeBackend;
-let collector: TestCollector;
-let sdkSpans: ReadableSpan[];
-const dataDir = mkdtempSync(join(tmpdir(), 'agentsec-e2e-'));
-
-beforeAll(async () => {
-  backend = await FakeBackend.start();
-  sdkSpans = await recordSpans();
-  collector = await startCollector(`
-receivers:
-  otlp:
-    protocols:
-      grpc: { endpoint: "127.0.0.1:0" }
-      http: { endpoint: "127.0.0.1:0" }
-processors:
-  memory_limiter: { limit_mib: 4096 }
-exporters:
-  otlp/grpc: { endpoint: "${backend.grpcAddress}", protocol: grpc, tls: { insecure: true } }
-  otlp/proto: { endpoint: "${backend.httpUrl}", protocol: http/protobuf }
-  otlp/json: { endpoint: "${backend.httpUrl}", protocol: http/json, compression: none }
-  file: { path: "${dataDir}/spans.jsonl" }
-extensions:
-  admin: { endpoint: "127.0.0.1:0" }
-service:
-  extensions: [admin]
-  telemetry: { logs: { level: warn } }
-  pipelines:
-    traces: { receivers: [otlp], processors: [memory_limiter], exporters: [otlp/grpc, otlp/proto, otlp/json, file] }
-`);
-});
-afterAll(async () => {
-  await collector?.stop();
-  await backend?.close();
-});
 
 /** OTLP/JSON → PlainSpan, written from the spec's JSON rules (hex ids, int64 as strings, int enums). */
 function plainFromJson(text: string): PlainSpan[] {
@@ -106,7 +74,54 @@ const clients: [string, (c: TestCollector) => SpanExporter][] = [
   ['HTTP/JSON', (c) => new JsonExporter({ url: `${c.httpUrl}/v1/traces` })],
 ];
 
-describe('through the collector', () => {
+const PIPELINES: [string, string, string][] = [
+  ['as received', '', '[memory_limiter]'],
+  ['through normalize, tracegraph and enrich (held as bytes)', 'normalize: {}\n  tracegraph: {}\n  enrich: { hold: 50ms }', '[memory_limiter, normalize, tracegraph, enrich]'],
+];
+
+/** The span as the SDK made it: what enrich adds (agentsec.* attributes) left out. */
+function withoutEnrichment(s: PlainSpan): PlainSpan {
+  return { ...s, attributes: Object.fromEntries(Object.entries(s.attributes).filter(([k]) => !k.startsWith('agentsec.'))) };
+}
+
+describe.each(PIPELINES)('through the collector, %s', (_pipeline, processorConfigs, processors) => {
+  const enriched = processorConfigs !== '';
+  let backend: FakeBackend;
+  let collector: TestCollector;
+  let sdkSpans: ReadableSpan[];
+  const dataDir = mkdtempSync(join(tmpdir(), 'agentsec-e2e-'));
+
+  beforeAll(async () => {
+    backend = await FakeBackend.start();
+    sdkSpans = await recordSpans();
+    collector = await startCollector(`
+receivers:
+  otlp:
+    protocols:
+      grpc: { endpoint: "127.0.0.1:0" }
+      http: { endpoint: "127.0.0.1:0" }
+processors:
+  memory_limiter: { limit_mib: 4096 }
+  ${processorConfigs}
+exporters:
+  otlp/grpc: { endpoint: "${backend.grpcAddress}", protocol: grpc, tls: { insecure: true } }
+  otlp/proto: { endpoint: "${backend.httpUrl}", protocol: http/protobuf }
+  otlp/json: { endpoint: "${backend.httpUrl}", protocol: http/json, compression: none }
+  file: { path: "${dataDir}/spans.jsonl" }
+extensions:
+  admin: { endpoint: "127.0.0.1:0" }
+service:
+  extensions: [admin]
+  telemetry: { logs: { level: warn } }
+  pipelines:
+    traces: { receivers: [otlp], processors: ${processors}, exporters: [otlp/grpc, otlp/proto, otlp/json, file] }
+`);
+  });
+  afterAll(async () => {
+    await collector?.stop();
+    await backend?.close();
+  });
+
   it.each(clients)('%s in: every field leaves intact on every exporter', async (_name, make) => {
     backend.requests.length = 0;
     const exporter = make(collector);
@@ -123,7 +138,10 @@ describe('through the collector', () => {
       expect(requests.length, name).toBeGreaterThan(0);
       const got = new Map(exportedSpans(requests).map((s) => [s.spanId, s]));
       expect(got.size, name).toBe(sdkSpans.length);
-      for (const s of sdkSpans) expect(got.get(s.spanContext().spanId), `${name} ${s.name}`).toEqual(expected(s));
+      for (const s of sdkSpans) expect(withoutEnrichment(got.get(s.spanContext().spanId)!), `${name} ${s.name}`).toEqual(expected(s));
+      // Not vacuous: enrich's attributes are there, on the agent's span, with the rest.
+      const agentSpan = [...got.values()].find((x) => x.name === 'invoke_agent research')!;
+      expect(agentSpan.attributes['agentsec.agent.role'], name).toBe(enriched ? 'research' : undefined);
     }
     // Not vacuous: the 64-bit edges survived both encodings.
     const root = exportedSpans(byTransport.json).find((s) => s.name === 'invoke_agent research')!;
@@ -138,6 +156,8 @@ describe('through the collector', () => {
     const fromFile = lines.flatMap(plainFromJson);
     expect(fromFile).toHaveLength(clients.length * sdkSpans.length);
     const byId = new Map(fromFile.map((s) => [s.spanId, s]));
-    for (const s of sdkSpans) expect(byId.get(s.spanContext().spanId)).toEqual(expected(s));
+    for (const s of sdkSpans) expect(withoutEnrichment(byId.get(s.spanContext().spanId)!)).toEqual(expected(s));
+    const agentSpans = fromFile.filter((x) => x.name === 'invoke_agent research');
+    expect(agentSpans.map((x) => x.attributes['agentsec.agent.role'])).toEqual(clients.map(() => (enriched ? 'research' : undefined)));
   });
 });
