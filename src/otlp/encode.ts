@@ -739,10 +739,21 @@ export function int64String(v: Int64 | null | undefined): string {
 
 /**
  * An unsigned 64-bit integer (two 32-bit halves) in decimal, with doubles only: below 2^53
- * directly, above in base-10^7 digits of 24-bit chunks (Closure's joinUnsignedDecimalString).
+ * directly, above in base-10^7 digits (uint64Chunks).
  */
 export function uint64String(low: number, high: number): string {
   if (high <= 0x1fffff) return String(high * 0x100000000 + low);
+  uint64Chunks(low, high, chunks);
+  return String(chunks[0]) + String(chunks[1]).padStart(7, '0') + String(chunks[2]).padStart(7, '0');
+}
+
+const chunks = new Float64Array(3);
+
+/**
+ * An unsigned 64-bit integer of 2^53 or more as three base-10^7 digits, most significant first,
+ * into `out` (Closure's joinUnsignedDecimalString, from 24-bit chunks).
+ */
+export function uint64Chunks(low: number, high: number, out: Float64Array): void {
   const a = low & 0xffffff;
   const b = ((low >>> 24) | (high << 8)) & 0xffffff;
   const c = (high >>> 16) & 0xffff;
@@ -758,5 +769,7 @@ export function uint64String(low: number, high: number): string {
     digitC += Math.floor(digitB / 1e7);
     digitB %= 1e7;
   }
-  return String(digitC) + String(digitB).padStart(7, '0') + String(digitA).padStart(7, '0');
+  out[0] = digitC;
+  out[1] = digitB;
+  out[2] = digitA;
 }

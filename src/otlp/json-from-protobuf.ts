@@ -6,7 +6,7 @@
 // UTF-8 needing no escape, is copied as it is; any other goes through the same UTF-8 decoding
 // as protobufjs (Buffer) and JSON.stringify.
 import { isUtf8 } from 'node:buffer';
-import { uint64String } from './encode.ts';
+import { uint64Chunks, uint64String } from './encode.ts';
 import { FieldReader, varintLow32, WIRE_FIXED32, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT } from './wire.ts';
 
 let out: Buffer = Buffer.allocUnsafe(1 << 16);
@@ -137,8 +137,32 @@ function fixed32(at: number): number {
 function fixed64String(at: number): void {
   if (at < 0) return ascii('"0"');
   byte(0x22);
-  ascii(uint64String(fixed32(at), fixed32(at + 4)));
+  uint64Digits(fixed32(at), fixed32(at + 4));
   byte(0x22);
+}
+
+const chunks = new Float64Array(3);
+
+/** An unsigned 64-bit integer's decimal digits, written without making a string (timestamps are ≥ 2^53). */
+function uint64Digits(low: number, high: number): void {
+  if (high <= 0x1fffff) return digits(high * 0x100000000 + low, 0);
+  uint64Chunks(low, high, chunks);
+  digits(chunks[0]!, 0);
+  digits(chunks[1]!, 7);
+  digits(chunks[2]!, 7);
+}
+
+/** A non-negative integer below 2^53 in decimal, left-padded with zeros to `width` digits. */
+function digits(n: number, width: number): void {
+  room(17);
+  let len = 1;
+  for (let p = 10; p <= n && len < 16; p *= 10) len++;
+  if (len < width) len = width;
+  for (let i = len - 1; i >= 0; i--) {
+    out[o + i] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  o += len;
 }
 
 /** A varint read as int64, in decimal (negative as two's complement), like int64String. */
@@ -359,10 +383,16 @@ function span(start: number, end: number): void {
     ascii(',"parentSpanId":');
     hex(parentS, parentE);
   }
-  if (flags !== 0) ascii(',"flags":' + flags);
+  if (flags !== 0) {
+    ascii(',"flags":');
+    digits(flags, 0);
+  }
   ascii(',"name":');
   string(nameS, nameE);
-  ascii(',"kind":' + kind + ',"startTimeUnixNano":');
+  ascii(',"kind":');
+  if (kind >= 0) digits(kind, 0);
+  else ascii(String(kind));
+  ascii(',"startTimeUnixNano":');
   fixed64String(startAt);
   ascii(',"endTimeUnixNano":');
   fixed64String(endAt);

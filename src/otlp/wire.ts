@@ -108,3 +108,61 @@ export function writeVarint(buf: Uint8Array, pos: number, v: number): number {
   buf[pos++] = v;
   return pos;
 }
+
+/**
+ * Writes a span's attributes (Span field 9: KeyValues of a string or a non-negative int) as
+ * bytes to append to the span's own: what enrich adds to spans held as bytes, without building
+ * KeyValue objects and encoding them.
+ */
+export class AttributeWriter {
+  #buf = Buffer.allocUnsafe(1024);
+  #pos = 0;
+
+  string(key: Buffer, value: string): this {
+    const len = Buffer.byteLength(value, 'utf8');
+    const any = 1 + varintSize(len) + len; // AnyValue.string_value
+    this.#head(key, any);
+    this.#buf[this.#pos++] = 0x0a;
+    this.#pos = writeVarint(this.#buf, this.#pos, len);
+    this.#pos += this.#buf.write(value, this.#pos, len, 'utf8');
+    return this;
+  }
+
+  /** An int attribute, 0 ≤ value < 2^31 (a depth, a count). */
+  int(key: Buffer, value: number): this {
+    const any = 1 + varintSize(value); // AnyValue.int_value
+    this.#head(key, any);
+    this.#buf[this.#pos++] = 0x18;
+    this.#pos = writeVarint(this.#buf, this.#pos, value);
+    return this;
+  }
+
+  /** The bytes written since the last take(). */
+  take(): Buffer {
+    const out = Buffer.allocUnsafe(this.#pos);
+    this.#buf.copy(out, 0, 0, this.#pos);
+    this.#pos = 0;
+    return out;
+  }
+
+  /** Span.attributes' key and length, the KeyValue's key, and its value's key and length. */
+  #head(key: Buffer, any: number): void {
+    const kv = 1 + varintSize(key.length) + key.length + 1 + varintSize(any) + any;
+    this.#room(1 + varintSize(kv) + kv);
+    const buf = this.#buf;
+    buf[this.#pos++] = 0x4a;
+    this.#pos = writeVarint(buf, this.#pos, kv);
+    buf[this.#pos++] = 0x0a;
+    this.#pos = writeVarint(buf, this.#pos, key.length);
+    this.#pos += key.copy(buf, this.#pos);
+    buf[this.#pos++] = 0x12;
+    this.#pos = writeVarint(buf, this.#pos, any);
+  }
+
+  #room(n: number): void {
+    if (this.#pos + n <= this.#buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(2 * this.#buf.length, this.#pos + n));
+    this.#buf.copy(bigger, 0, 0, this.#pos);
+    this.#buf = bigger;
+  }
+}

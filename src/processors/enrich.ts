@@ -24,7 +24,8 @@ import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
 import { errorMessage, findRetryable, isPermanent, RetryableError } from '../errors.ts';
 import { spanNodes } from '../agent/annotations.ts';
-import type { SpanNode, TraceGraph } from '../tracegraph/trace.ts';
+import type { AgentNode, SpanNode, TraceGraph } from '../tracegraph/trace.ts';
+import { AttributeWriter } from '../otlp/wire.ts';
 
 export const EnrichConfig = z.strictObject({
   /** How long a batch waits for related spans before it leaves; 0 enriches and forwards at once. */
@@ -93,15 +94,56 @@ function enrichedRequest(h: Held): Buffer {
   }
   const derived = new Set<TraceGraph>();
   const appended: (Uint8Array | undefined)[] = new Array(h.spanCount);
+  // An agent node's role attributes are the same on each of its spans: written once per release.
+  const roleBytes = new Map<AgentNode, Buffer>();
   for (let i = 0; i < h.spanCount; i++) {
     const s = h.nodes[i];
-    const added = additions(s, derived);
-    if (!added) continue;
     const span = wire.decoded.get(i);
-    if (span) enrichSpan(span, s!, added);
-    else appended[i] = encodeSpanBody({ attributes: added, events: s!.findings ? findingEvents(s!.findings, spanEndTime(wire, i)) : null } as Span);
+    // Spans held decoded, and the few with findings or a credential (normalize changed those,
+    // so they are held decoded already, or they came from a sidecar): enriched as objects.
+    if (span || s?.findings || s?.credential) {
+      const added = additions(s, derived);
+      if (!added) continue;
+      if (span) enrichSpan(span, s!, added);
+      else appended[i] = encodeSpanBody({ attributes: added, events: s!.findings ? findingEvents(s!.findings, spanEndTime(wire, i)) : null } as Span);
+      continue;
+    }
+    const n = s?.agentNode;
+    if (!s || !n) continue;
+    derive(s, derived);
+    if (!showsRole(s, n)) continue;
+    let role = n.role === s.agent ? roleBytes.get(n) : undefined;
+    if (!role) {
+      role = writeRole(s.agent, n).take();
+      if (n.role === s.agent) roleBytes.set(n, role);
+    }
+    appended[i] = role;
   }
   return spliceRequest(wire, appended);
+}
+
+const ROLE_KEYS = { role: Buffer.from(ATTR.role), depth: Buffer.from(ATTR.depth), root: Buffer.from(ATTR.root), path: Buffer.from(ATTR.path) };
+const writer = new AttributeWriter();
+
+/** Role, depth, root and path, as span attribute bytes (take() them). */
+function writeRole(role: string, n: AgentNode): AttributeWriter {
+  return writer.string(ROLE_KEYS.role, role).int(ROLE_KEYS.depth, n.depth).string(ROLE_KEYS.root, n.root).string(ROLE_KEYS.path, n.path);
+}
+
+/** Derives a trace's chains once per release, before its first span is enriched. */
+function derive(s: SpanNode, derived: Set<TraceGraph>): void {
+  if (derived.has(s.trace)) return;
+  s.trace.derive();
+  derived.add(s.trace);
+}
+
+/**
+ * Whether a span shows its agent's role, depth, root and path. A span of no agent (an HTTP
+ * server, a workflow wrapper) does not; nor does one that names no agent while its parent is
+ * still to come: its role is unknown, not guessed.
+ */
+function showsRole(s: SpanNode, n: AgentNode): boolean {
+  return !n.transparent && (s.named || !s.awaitsAncestor());
 }
 
 /**
@@ -111,14 +153,9 @@ function enrichedRequest(h: Held): Buffer {
 function additions(s: SpanNode | undefined, derived: Set<TraceGraph>): KeyValue[] | undefined {
   const n = s?.agentNode;
   if (!s || !n) return undefined;
-  if (!derived.has(s.trace)) {
-    s.trace.derive();
-    derived.add(s.trace);
-  }
+  derive(s, derived);
   const added: KeyValue[] = [];
-  // A span of no agent (an HTTP server, a workflow wrapper) gets no role; nor does one that
-  // names no agent while its parent is still to come: its role is unknown, not guessed.
-  if (!n.transparent && (s.named || !s.awaitsAncestor())) {
+  if (showsRole(s, n)) {
     added.push(
       { key: ATTR.role, value: { stringValue: s.agent } },
       { key: ATTR.depth, value: { intValue: n.depth } },

@@ -11,7 +11,7 @@ import { encodeSpanBody, encodeTraceJson, encodeTraceProtobuf } from '../../src/
 import { jsonFromProtobuf } from '../../src/otlp/json-from-protobuf.ts';
 import { batchJson, batchProtobuf, copyBatch, EncodedTraceBatch } from '../../src/otlp/encoded-batch.ts';
 import { holdWire, spanEndTime, spliceRequest } from '../../src/otlp/splice.ts';
-import { FieldReader, varintSize, WIRE_LEN, writeVarint } from '../../src/otlp/wire.ts';
+import { AttributeWriter, FieldReader, varintSize, WIRE_LEN, writeVarint } from '../../src/otlp/wire.ts';
 import { summarize } from '../../src/exporters/debug.ts';
 import type { AnyValue, KeyValue, ResourceSpans, Span } from '../../src/otlp/types.ts';
 import { buildRequestPool } from '../../bench/payload.ts';
@@ -205,6 +205,21 @@ describe('a batch held as its bytes', () => {
     expect(spans[0]!.attributes['str']).toBe('plain');
     expect(spans[0]!.events.map((e) => [e.name, e.time])).toEqual([['e1', '5'], ['no time', '0'], ['agentsec.finding', '18446744073709551615']]);
     expect(spans[1]!.attributes).toEqual({});
+  });
+
+  it('appends attributes written straight as bytes (AttributeWriter), strings of any script and ints', () => {
+    const { batch } = decodeTraceProtobuf(request());
+    const held = holdWire(batch, () => false)!;
+    const w = new AttributeWriter();
+    const role = w.string(Buffer.from('agentsec.agent.role'), 'récherche 研究').int(Buffer.from('agentsec.chain.depth'), 300).take();
+    const long = w.string(Buffer.from('k'), 'x'.repeat(5000)).take();
+    const spans = plainSpans([OtelRequest.decode(spliceRequest(held, [role, long, role])) as never]);
+    expect(spans.map((s) => [s.attributes['agentsec.agent.role'], s.attributes['agentsec.chain.depth']])).toEqual([
+      ['récherche 研究', { int: '300' }],
+      [undefined, undefined],
+      ['récherche 研究', { int: '300' }],
+    ]);
+    expect(spans[1]!.attributes['k']).toHaveLength(5000);
   });
 
   it('holds decoded, and writes as they are now, the spans a processor changed; whole batches whose resource changed', () => {
