@@ -86,7 +86,7 @@ export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void
  * The held batch enriched, as ExportTraceServiceRequest bytes: the attributes (and finding
  * events) appended to each span's bytes, or written onto the spans held decoded and encoded.
  */
-function enrichedRequest(h: Held): Buffer {
+function enrichedRequest(h: Pick<Held, 'wire' | 'batch' | 'spanCount' | 'nodes'>): Buffer {
   const wire = h.wire;
   if (!wire) {
     enrichBatch(h.batch!, h.nodes);
@@ -175,6 +175,11 @@ function enrichSpan(span: Span, s: SpanNode, added: KeyValue[]): void {
   span.attributes = hasOurKeys(own) ? own.filter((kv) => !(kv.key in REPLACED)).concat(added) : own.concat(added);
 }
 
+/** The batch as bytes, spans that already carry our keys (from a sidecar) held decoded, or undefined (see holdWire). */
+function heldWire(batch: TraceBatch): HeldWire | undefined {
+  return holdWire(batch, (span) => span.attributes != null && hasOurKeys(span.attributes));
+}
+
 const REPLACED: Record<string, true> = Object.fromEntries(Object.values(ATTR).map((k) => [k, true]));
 
 function hasOurKeys(attrs: readonly KeyValue[]): boolean {
@@ -239,15 +244,20 @@ export class Enrich implements Processor {
     const nodes = spanNodes.get(batch);
     if (!nodes) return Promise.reject(new Error(`${this.#set.id}: the tracegraph processor must come before enrich in the pipeline`));
     if (this.#cfg.hold === 0) {
-      enrichBatch(batch, nodes);
-      return this.#next.consume(batch, ctx);
+      // Sent on as bytes too where it has them: its spans are written once, not encoded again.
+      const wire = heldWire(batch);
+      if (!wire) {
+        enrichBatch(batch, nodes);
+        return this.#next.consume(batch, ctx);
+      }
+      return this.#next.consume(new EncodedTraceBatch(enrichedRequest({ wire, batch: undefined, spanCount: batch.spanCount, nodes }), batch.spanCount), ctx);
     }
     // Under load, incoming requests would keep the timer's releases waiting: push out what is due first.
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
     const refused = this.#refusal(batch.spanCount);
     if (refused) return Promise.reject(refused);
     // Held as its bytes where it has them: the decoded spans are let go now, young.
-    const wire = holdWire(batch, (span) => span.attributes != null && hasOurKeys(span.attributes));
+    const wire = heldWire(batch);
     this.#held.push({ wire, batch: wire ? undefined : batch, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, encoded: undefined });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();

@@ -6,7 +6,8 @@
 // and reading the exported JSON with a reader written here from the OTLP/JSON rules. Twice: as
 // received (the exporters encode decoded spans), and through normalize, tracegraph and enrich's
 // hold (the spans are held as the bytes they came in, leave with the agentsec.* attributes
-// appended to those bytes, and the file exporter transcodes the bytes to OTLP/JSON).
+// appended to those bytes, and the file exporter transcodes the bytes to OTLP/JSON), and the same
+// with no hold.
 import { createRequire } from 'node:module';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -77,6 +78,7 @@ const clients: [string, (c: TestCollector) => SpanExporter][] = [
 const PIPELINES: [string, string, string][] = [
   ['as received', '', '[memory_limiter]'],
   ['through normalize, tracegraph and enrich (held as bytes)', 'normalize: {}\n  tracegraph: {}\n  enrich: { hold: 50ms }', '[memory_limiter, normalize, tracegraph, enrich]'],
+  ['through normalize, tracegraph and enrich with no hold (sent on as bytes)', 'normalize: {}\n  tracegraph: {}\n  enrich: { hold: 0s }', '[memory_limiter, normalize, tracegraph, enrich]'],
 ];
 
 /** The span as the SDK made it: what enrich adds (agentsec.* attributes) left out. */
