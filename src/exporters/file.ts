@@ -81,7 +81,13 @@ export class RotatingFile {
   }
 }
 
+const INITIAL_BUFFER = 1 << 20;
+/** Buffers kept for reuse, and the largest kept (one huge batch does not pin its buffer). */
+const MAX_BUFFERS = 4;
+const MAX_BUFFER = 64 << 20;
+
 export function createFileExporter(set: Settings, cfg: FileExporterConfig) {
+  const buffers: Buffer[] = [];
   const file = new RotatingFile(cfg.path, cfg.rotation.max_megabytes * 1024 * 1024, cfg.rotation.max_backups);
   return createExporter(
     set,
@@ -93,7 +99,20 @@ export function createFileExporter(set: Settings, cfg: FileExporterConfig) {
       },
       shutdown: () => file.close(),
     },
-    async (batch: TraceBatch) => file.append(batchJson(batch, '\n')),
+    async (batch: TraceBatch) => {
+      // Written from buffers reused across batches: a fresh one per batch (megabytes of memory
+      // outside the V8 heap) would make V8 run full garbage collections for it, over the whole heap.
+      const into = buffers.pop() ?? Buffer.allocUnsafe(INITIAL_BUFFER);
+      const transcoded = batch.protobuf !== undefined;
+      const json = batchJson(batch, '\n', into);
+      try {
+        await file.append(json);
+      } finally {
+        // A transcoding that outgrew `into` wrote into a larger buffer of its own: kept instead.
+        const reusable = !transcoded || json.buffer === into.buffer ? into : Buffer.from(json.buffer, 0, json.buffer.byteLength);
+        if (buffers.length < MAX_BUFFERS && reusable.length <= MAX_BUFFER) buffers.push(reusable);
+      }
+    },
   );
 }
 

@@ -40,10 +40,13 @@ export function batchProtobuf(batch: TraceBatch): Buffer {
   return batch.protobuf ?? encodeTraceProtobuf(batch.resourceSpans);
 }
 
-/** The batch as OTLP/JSON (UTF-8), `suffix` appended: transcoded from its bytes when it travels encoded. */
-export function batchJson(batch: TraceBatch, suffix = ''): Buffer {
+/**
+ * The batch as OTLP/JSON (UTF-8), `suffix` appended: transcoded from its bytes when it travels
+ * encoded, into `into` when given (see jsonFromProtobuf).
+ */
+export function batchJson(batch: TraceBatch, suffix = '', into?: Buffer): Buffer {
   const bytes = batch.protobuf;
-  return bytes ? jsonFromProtobuf(bytes, suffix) : Buffer.from(encodeTraceJson(batch.resourceSpans) + suffix);
+  return bytes ? jsonFromProtobuf(bytes, suffix, into) : Buffer.from(encodeTraceJson(batch.resourceSpans) + suffix);
 }
 
 /** A copy a consumer may change: the bytes are shared (never changed in place), objects cloned. */

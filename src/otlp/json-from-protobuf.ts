@@ -18,26 +18,36 @@ let depth = 0;
 
 const HEX = Buffer.from('0123456789abcdef');
 
-/** The request as one OTLP/JSON line (ExportTraceServiceRequest), `suffix` (a newline) appended. */
-export function jsonFromProtobuf(request: Uint8Array, suffix = ''): Buffer {
+/**
+ * The request as one OTLP/JSON line (ExportTraceServiceRequest), `suffix` (a newline) appended.
+ * Written into `into` when given, and returned as a view of it (or of a larger buffer made when
+ * it is too small: `returned.buffer` is then the one to reuse); else into a buffer of its own.
+ */
+export function jsonFromProtobuf(request: Uint8Array, suffix = '', into?: Buffer): Buffer {
+  const scratch = out;
+  if (into) out = into;
   src = Buffer.isBuffer(request) ? request : Buffer.from(request.buffer, request.byteOffset, request.byteLength);
   o = 0;
   depth = 0;
-  ascii('{"resourceSpans":[');
-  const r = enter(0, src.length);
-  let n = 0;
-  while (r.next()) {
-    if (r.field !== 1 || r.wire !== WIRE_LEN) continue;
-    if (n++ > 0) byte(0x2c);
-    resourceSpans(r.start, r.stop);
+  try {
+    ascii('{"resourceSpans":[');
+    const r = enter(0, src.length);
+    let n = 0;
+    while (r.next()) {
+      if (r.field !== 1 || r.wire !== WIRE_LEN) continue;
+      if (n++ > 0) byte(0x2c);
+      resourceSpans(r.start, r.stop);
+    }
+    leave();
+    ascii(']}' + suffix);
+    if (into) return out.subarray(0, o);
+    const result = Buffer.allocUnsafe(o);
+    out.copy(result, 0, 0, o);
+    return result;
+  } finally {
+    out = into ? scratch : out.length > 1 << 24 ? Buffer.allocUnsafe(1 << 16) : out; // no huge scratch kept after one huge batch
+    src = EMPTY;
   }
-  leave();
-  ascii(']}' + suffix);
-  const result = Buffer.allocUnsafe(o);
-  out.copy(result, 0, 0, o);
-  if (out.length > 1 << 24) out = Buffer.allocUnsafe(1 << 16); // no huge scratch kept after one huge batch
-  src = EMPTY;
-  return result;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -56,7 +66,7 @@ function leave(): void {
 
 function room(n: number): void {
   if (o + n <= out.length) return;
-  let size = out.length * 2;
+  let size = Math.max(out.length * 2, 1 << 16);
   while (size < o + n) size *= 2;
   const bigger = Buffer.allocUnsafe(size);
   out.copy(bigger, 0, 0, o);

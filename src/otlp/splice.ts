@@ -54,14 +54,51 @@ export function holdWire(batch: TraceBatch, keepDecoded: (span: Span) => boolean
 }
 
 /**
- * The held batch as an ExportTraceServiceRequest: each span its bytes with `appended[i]` after
- * them (decoded spans encoded as they are now), each resource and scope as it came.
+ * A part of an ExportTraceServiceRequest to write: a held batch with `appended[i]` to go after
+ * span i's bytes, or a request already encoded. Requests written one after another are one
+ * request: their resource_spans add up.
  */
+export type RequestPart = { readonly held: HeldWire; readonly appended: readonly (Uint8Array | undefined)[] } | Buffer;
+
+/**
+ * The parts as one ExportTraceServiceRequest, in one buffer: each held span its bytes with what
+ * is appended to it (spans held decoded encoded as they are now), each resource and scope as it
+ * came, encoded requests as they are.
+ */
+export function spliceRequests(parts: readonly RequestPart[]): Buffer {
+  const measured = parts.map((part) => (Buffer.isBuffer(part) ? part : measure(part.held, part.appended)));
+  let size = 0;
+  for (const m of measured) size += Buffer.isBuffer(m) ? m.length : m.size;
+  const out = Buffer.allocUnsafe(size);
+  let pos = 0;
+  for (let p = 0; p < parts.length; p++) {
+    const part = parts[p]!;
+    const m = measured[p]!;
+    if (Buffer.isBuffer(m)) pos += m.copy(out, pos);
+    else pos = write((part as Exclude<RequestPart, Buffer>).held, (part as Exclude<RequestPart, Buffer>).appended, m, out, pos);
+  }
+  if (pos !== size) throw new Error(`splice inconsistency: wrote ${pos} of ${size} bytes`);
+  return out;
+}
+
+/** One held batch as an ExportTraceServiceRequest (see spliceRequests). */
 export function spliceRequest(held: HeldWire, appended: readonly (Uint8Array | undefined)[]): Buffer {
+  return spliceRequests([{ held, appended }]);
+}
+
+/** A held batch's sizes, measured before it is written: every span's and enclosing message's. */
+interface Measured {
+  size: number;
+  bodies: (Uint8Array | undefined)[];
+  spanSizes: Int32Array;
+  scopeSizes: Int32Array;
+  resourceSizes: Int32Array;
+}
+
+function measure(held: HeldWire, appended: readonly (Uint8Array | undefined)[]): Measured {
   const { source, scopesPerResource, spansPerScope, decoded } = held;
   const bytes = source.bytes;
   const spanCount = source.spans.length / 2;
-  // Pass 1: every span's body and every enclosing message's size.
   const bodies: (Uint8Array | undefined)[] = new Array(spanCount);
   const spanSizes = new Int32Array(spanCount);
   for (let i = 0; i < spanCount; i++) {
@@ -90,13 +127,16 @@ export function spliceRequest(held: HeldWire, appended: readonly (Uint8Array | u
     resourceSizes[r] = rsSize;
     size += 1 + varintSize(rsSize) + rsSize;
   }
-  const tail = held.tail;
-  if (tail) size += tail.length;
-  // Pass 2: write.
-  const out = Buffer.allocUnsafe(size);
-  let pos = 0;
-  scope = 0;
-  i = 0;
+  if (held.tail) size += held.tail.length;
+  return { size, bodies, spanSizes, scopeSizes, resourceSizes };
+}
+
+function write(held: HeldWire, appended: readonly (Uint8Array | undefined)[], m: Measured, out: Buffer, pos: number): number {
+  const { source, scopesPerResource, spansPerScope } = held;
+  const bytes = source.bytes;
+  const { bodies, spanSizes, scopeSizes, resourceSizes } = m;
+  let scope = 0;
+  let i = 0;
   for (let r = 0; r < scopesPerResource.length; r++) {
     out[pos++] = 0x0a; // ExportTraceServiceRequest.resource_spans
     pos = writeVarint(out, pos, resourceSizes[r]!);
@@ -123,9 +163,8 @@ export function spliceRequest(held: HeldWire, appended: readonly (Uint8Array | u
       }
     }
   }
-  if (tail) pos += tail.copy(out, pos);
-  if (pos !== size) throw new Error(`splice inconsistency: wrote ${pos} of ${size} bytes`);
-  return out;
+  if (held.tail) pos += held.tail.copy(out, pos);
+  return pos;
 }
 
 /** Field 2 of ResourceSpans and of ScopeSpans holds their children: the head is every other field. */

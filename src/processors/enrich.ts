@@ -19,7 +19,7 @@ import type { ConsumeContext, Processor, ProcessorFactory, Settings, TracesConsu
 import type { Int64, KeyValue, Span, SpanEvent, TraceBatch } from '../otlp/types.ts';
 import { encodeSpanBody, encodeTraceProtobuf } from '../otlp/encode.ts';
 import { EncodedTraceBatch } from '../otlp/encoded-batch.ts';
-import { holdWire, spanEndTime, spliceRequest, type HeldWire } from '../otlp/splice.ts';
+import { holdWire, spanEndTime, spliceRequests, type HeldWire, type RequestPart } from '../otlp/splice.ts';
 import { severityRank, type Finding } from '../detect/finding.ts';
 import { duration } from '../config/units.ts';
 import { errorMessage, findRetryable, isPermanent, RetryableError } from '../errors.ts';
@@ -60,8 +60,8 @@ interface Held {
   nodes: SpanNode[];
   ctx: ConsumeContext;
   due: number;
-  /** Enriched and encoded once: a batch the next component refused waits so, and is not enriched twice. */
-  encoded: Buffer | undefined;
+  /** Enriched once (a batch the next component refused waits so, and is not enriched twice); written out when sent. */
+  enriched: RequestPart | undefined;
 }
 
 /** Due batches sent on together, at most (one export instead of many small ones). */
@@ -83,10 +83,11 @@ export function enrichBatch(batch: TraceBatch, nodes: readonly SpanNode[]): void
 }
 
 /**
- * The held batch enriched, as ExportTraceServiceRequest bytes: the attributes (and finding
- * events) appended to each span's bytes, or written onto the spans held decoded and encoded.
+ * The held batch enriched, to write out as ExportTraceServiceRequest bytes: the attributes (and
+ * finding events) to append to each span's bytes, written onto the spans held decoded; a batch
+ * held decoded as a whole is encoded.
  */
-function enrichedRequest(h: Pick<Held, 'wire' | 'batch' | 'spanCount' | 'nodes'>): Buffer {
+function enrichedRequest(h: Pick<Held, 'wire' | 'batch' | 'spanCount' | 'nodes'>): RequestPart {
   const wire = h.wire;
   if (!wire) {
     enrichBatch(h.batch!, h.nodes);
@@ -119,7 +120,7 @@ function enrichedRequest(h: Pick<Held, 'wire' | 'batch' | 'spanCount' | 'nodes'>
     }
     appended[i] = role;
   }
-  return spliceRequest(wire, appended);
+  return { held: wire, appended };
 }
 
 const ROLE_KEYS = { role: Buffer.from(ATTR.role), depth: Buffer.from(ATTR.depth), root: Buffer.from(ATTR.root), path: Buffer.from(ATTR.path) };
@@ -250,7 +251,7 @@ export class Enrich implements Processor {
         enrichBatch(batch, nodes);
         return this.#next.consume(batch, ctx);
       }
-      return this.#next.consume(new EncodedTraceBatch(enrichedRequest({ wire, batch: undefined, spanCount: batch.spanCount, nodes }), batch.spanCount), ctx);
+      return this.#next.consume(new EncodedTraceBatch(spliceRequests([enrichedRequest({ wire, batch: undefined, spanCount: batch.spanCount, nodes })]), batch.spanCount), ctx);
     }
     // Under load, incoming requests would keep the timer's releases waiting: push out what is due first.
     if (this.#held.length > 0 && this.#held[0]!.due <= this.now()) void this.#release(false);
@@ -258,7 +259,7 @@ export class Enrich implements Processor {
     if (refused) return Promise.reject(refused);
     // Held as its bytes where it has them: the decoded spans are let go now, young.
     const wire = heldWire(batch);
-    this.#held.push({ wire, batch: wire ? undefined : batch, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, encoded: undefined });
+    this.#held.push({ wire, batch: wire ? undefined : batch, spanCount: batch.spanCount, nodes, ctx, due: this.now() + this.#cfg.hold, enriched: undefined });
     this.#heldSpans += batch.spanCount;
     return Promise.resolve();
   }
@@ -313,9 +314,9 @@ export class Enrich implements Processor {
         const h = this.#held[n]!;
         if (!flush && h.due > now) break;
         if (n > 0 && (h.ctx.receiver !== first.ctx.receiver || h.ctx.transport !== first.ctx.transport || spans + h.spanCount > MAX_SPANS_PER_RELEASE)) break;
-        if (h.encoded === undefined) {
+        if (h.enriched === undefined) {
           try {
-            h.encoded = enrichedRequest(h);
+            h.enriched = enrichedRequest(h);
           } catch (err) {
             // A batch that cannot be enriched now never will be: dropped, counted and logged,
             // rather than holding up everything behind it.
@@ -329,8 +330,8 @@ export class Enrich implements Processor {
         n++;
       }
       if (n === 0) continue;
-      // Requests concatenated are one request: their resource_spans add up.
-      const out = n === 1 ? sent(first) : new EncodedTraceBatch(Buffer.concat(this.#held.slice(0, n).map((h) => h.encoded!)), spans);
+      // Written out as one request, in one buffer.
+      const out = new EncodedTraceBatch(spliceRequests(this.#held.slice(0, n).map((h) => h.enriched!)), spans);
       try {
         await this.#next.consume(out, first.ctx);
       } catch (err) {
@@ -391,7 +392,7 @@ export class Enrich implements Processor {
 
 /** A held batch as it is sent on: enriched, encoded. */
 function sent(h: Held): EncodedTraceBatch {
-  return new EncodedTraceBatch(h.encoded!, h.spanCount);
+  return new EncodedTraceBatch(spliceRequests([h.enriched!]), h.spanCount);
 }
 
 export const enrichFactory: ProcessorFactory<typeof EnrichConfig> = {

@@ -10,7 +10,7 @@ import { decodeTraceProtobuf } from '../../src/otlp/decode.ts';
 import { encodeSpanBody, encodeTraceJson, encodeTraceProtobuf } from '../../src/otlp/encode.ts';
 import { jsonFromProtobuf } from '../../src/otlp/json-from-protobuf.ts';
 import { batchJson, batchProtobuf, copyBatch, EncodedTraceBatch } from '../../src/otlp/encoded-batch.ts';
-import { holdWire, spanEndTime, spliceRequest } from '../../src/otlp/splice.ts';
+import { holdWire, spanEndTime, spliceRequest, spliceRequests } from '../../src/otlp/splice.ts';
 import { AttributeWriter, FieldReader, varintSize, WIRE_LEN, writeVarint } from '../../src/otlp/wire.ts';
 import { summarize } from '../../src/exporters/debug.ts';
 import type { AnyValue, KeyValue, ResourceSpans, Span } from '../../src/otlp/types.ts';
@@ -161,6 +161,21 @@ describe('OTLP/JSON from protobuf bytes', () => {
     expect(JSON.parse(jsonFromProtobuf(request).toString('utf8')).resourceSpans[0].scopeSpans[0].spans[0].name).toBe('ab\ufffd\ufffdcd');
   });
 
+  it('writes into a buffer it is given (a view of it), or into a larger one of its own when that is too small', () => {
+    const request = encodeTraceProtobuf(everything());
+    const expected = jsonFromProtobuf(request, '\n');
+    const roomy = Buffer.alloc(1 << 16);
+    const inRoomy = jsonFromProtobuf(request, '\n', roomy);
+    expect(inRoomy.equals(expected)).toBe(true);
+    expect(inRoomy.buffer).toBe(roomy.buffer);
+    const small = Buffer.alloc(16);
+    const grown = jsonFromProtobuf(request, '\n', small);
+    expect(grown.equals(expected)).toBe(true);
+    expect(grown.buffer).not.toBe(small.buffer);
+    // The module's own scratch is untouched by either: a later call without a buffer still agrees.
+    expect(jsonFromProtobuf(request, '\n').equals(expected)).toBe(true);
+  });
+
   it('agrees on what the OTel JS SDK sends and on the benchmark traffic', async () => {
     expectSameJson(Buffer.from(ProtobufTraceSerializer.serializeRequest(await recordSpans())!));
     for (const request of buildRequestPool(2).protobuf) expectSameJson(request);
@@ -180,6 +195,9 @@ describe('a batch held as its bytes', () => {
     expect(held.decoded.size).toBe(0);
     const out = spliceRequest(held, []);
     expect(json(out)).toBe(json(bytes));
+    // Parts written one after another are one request: a held batch and an encoded one.
+    const two = spliceRequests([{ held, appended: [] }, bytes]);
+    expect(decodeTraceProtobuf(two).batch.spanCount).toBe(2 * batch.spanCount);
     // The same bytes but for the resource's and scope's fields, which lead their spans now.
     expect(out.length).toBe(bytes.length);
     for (let i = 0; i < batch.spanCount; i++) expect(out.includes(bytes.subarray(batch.source!.spans[2 * i]!, batch.source!.spans[2 * i + 1]!))).toBe(true);
